@@ -1,0 +1,1 @@
+"""Reading sources, writing Parquet atomically, and provenance."""

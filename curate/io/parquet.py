@@ -1,0 +1,115 @@
+"""Parquet reading and writing through pyarrow, with provenance attached to the footer.
+
+polars drops key-value metadata on a read-then-write, so every write goes through here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import InputError
+from curate.io.atomic import atomic_path
+from curate.io.provenance import METADATA_KEY
+
+# Fixed writer settings: the same table must always give the same bytes.
+_WRITE_OPTS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
+
+
+def with_provenance(table: pa.Table, record: dict[str, Any]) -> pa.Table:
+    """Return ``table`` with ``record`` stored as JSON under the ``curate`` metadata key."""
+    meta = dict(table.schema.metadata or {})
+    meta[METADATA_KEY] = json.dumps(record, sort_keys=True, default=str).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def write_table(table: pa.Table, path: str | Path, record: dict[str, Any] | None = None) -> Path:
+    """Write ``table`` atomically (temp file + rename), with provenance if given."""
+    if record is not None:
+        table = with_provenance(table, record)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **_WRITE_OPTS)
+    return path
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The ``curate`` record of a Parquet file ({} if it has none)."""
+    meta = open_parquet(path).schema_arrow.metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def open_parquet(path: str | Path) -> pq.ParquetFile:
+    """Open a Parquet file, turning a missing or corrupt file into a one-line InputError."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a Parquet file")
+    try:
+        return pq.ParquetFile(p)
+    except Exception as e:  # pyarrow raises several types for a damaged footer
+        raise InputError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a whole Parquet file (or some columns), with clear errors."""
+    pf = open_parquet(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise InputError(
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"columns present: {', '.join(pf.schema_arrow.names)}"
+            )
+    try:
+        return pf.read(columns=columns)
+    except Exception as e:
+        raise InputError(f"{path}: could not read ({type(e).__name__}: {e})") from None
+
+
+def embedding_array(column: pa.ChunkedArray | pa.Array, where: str = "embedding") -> np.ndarray:
+    """A ``fixed_size_list<float>`` / ``list<float>`` column as a float32 (n, d) matrix.
+
+    Raises InputError for nulls, ragged rows or non-finite values, naming the first bad row.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if column.null_count:
+        bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{where}: null embedding at row {bad}; re-run `curate embed` or drop the row")
+    if pa.types.is_fixed_size_list(column.type):
+        d = column.type.list_size
+        flat = column.flatten()
+    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+        if n and (lengths != lengths[0]).any():
+            bad = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise InputError(f"{where}: row {bad} has {lengths[bad]} dimensions, row 0 has {lengths[0]}")
+        d = int(lengths[0]) if n else 0
+        flat = column.flatten()
+    else:
+        raise InputError(f"{where}: expected a list of floats, got {column.type}")
+    mat = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, d)
+    finite = np.isfinite(mat).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"{where}: non-finite value (NaN or inf) in the embedding at row {bad}")
+    return mat
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def embedding_column(mat: np.ndarray) -> pa.FixedSizeListArray:
+    """A float32 (n, d) matrix as a ``fixed_size_list<float32>[d]`` array (no copy when contiguous)."""
+    mat = np.ascontiguousarray(mat, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(mat.reshape(-1)), mat.shape[1])

@@ -1,0 +1,77 @@
+"""Progress bars and log lines on stderr, silent when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+stderr = Console(stderr=True, highlight=False)
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def log(message: str) -> None:
+    """An informational line on stderr (only for a person at a terminal)."""
+    if interactive():
+        stderr.print(message)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, always shown: it changes what the user should believe."""
+    print(f"curate: warning: {message}", file=sys.stderr, flush=True)
+
+
+class _NullBar:
+    def advance(self, n: int = 1) -> None:  # noqa: D401 - same surface as Bar
+        pass
+
+    def update(self, **kw) -> None:
+        pass
+
+
+class Bar:
+    def __init__(self, progress: Progress, task):
+        self._p, self._t = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        self._p.advance(self._t, n)
+
+    def update(self, **kw) -> None:
+        self._p.update(self._t, **kw)
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Bar | _NullBar]:
+    """A progress bar with rate and ETA on stderr; a no-op when stderr is not a terminal."""
+    if not interactive():
+        yield _NullBar()
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.speed:>8.0f} " + unit + "/s" if False else ""),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield Bar(progress, task)
