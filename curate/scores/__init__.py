@@ -1,0 +1,1 @@
+"""Per-example scores: one module per method (el2n, grand, rho, gio)."""
