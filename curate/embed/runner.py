@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curate import progress
-from curate.embed.executor import make_executor
+from curate.embed.executor import Executor, make_executor
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
 from curate.io.parquet import _WRITE_OPTS, embedding_column, with_provenance
@@ -243,8 +243,12 @@ class _Manifest:
         return str(index) in self.data["finished"]
 
 
-def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConfig(), overwrite: bool = False) -> dict[str, Any]:
-    """Embed INPUT into a Parquet file at OUTPUT (see the module docstring). Returns a summary."""
+def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConfig(), overwrite: bool = False,
+          executor: Executor | None = None) -> dict[str, Any]:
+    """Embed INPUT into a Parquet file at OUTPUT (see the module docstring). Returns a summary.
+
+    ``executor`` decides where shards run (default: in-process threads, ``config.workers``).
+    """
     output = Path(output)
     check_output(output, overwrite)
     source = open_source(input)
@@ -275,7 +279,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
             pq.write_table(part, tmp, **_WRITE_OPTS)
         return index, table.num_rows, skipped, name
 
-    executor = make_executor(config.engine, config.workers)
+    executor = executor or make_executor(config.engine, config.workers)
     with progress.bar("embed", total=n_rows) as bar:
         for index, rows, skipped, name in executor.map(run, _shards(source, config, columns)):
             if name is not None:
