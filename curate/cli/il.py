@@ -1,13 +1,88 @@
-"""`curate il`: not yet available (its issue has not landed)."""
+"""`curate il`: train, inspect and load irreducible-loss models."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
-from curate.cli.app import app, not_yet
+from curate.cli.app import app, emit, handle_errors
+
+il_app = typer.Typer(help="Irreducible-loss (IL) models for RHO-LOSS: train one on a holdout set, inspect one.",
+                     no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(il_app, name="il")
 
 
-@app.command("il", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def il(ctx: typer.Context) -> None:
-    """Not yet available."""
-    not_yet("il")
+@il_app.command("train")
+@handle_errors
+def train_cmd(
+    holdout: Path = typer.Argument(..., help="Parquet from `curate embed` with labels: the holdout set (or the pool with --cross-fit)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model directory to write."),
+    cross_fit: bool = typer.Option(False, "--cross-fit", help="No holdout: HOLDOUT is the pool; train one model per class-balanced half."),
+    arch: str = typer.Option("mlp", "--arch", help="Head architecture: linear or mlp."),
+    hidden: List[int] = typer.Option([256], "--hidden", help="MLP hidden sizes (repeat for depth)."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=1, help="MLP hidden layers, all of the first --hidden size."),
+    dropout: float = typer.Option(0.0, "--dropout", help="Dropout after each hidden layer (training only)."),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="Maximum epochs."),
+    patience: int = typer.Option(5, "--patience", min=1, help="Stop after this many epochs without a lower validation loss."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Class-stratified share of the holdout used for validation."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (PyTorch's default 0.01)."),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train an IL model: AdamW, keep the epoch with the lowest validation loss.
+
+    Example:
+
+        curate il train work/holdout.parquet -o work/il/
+
+        curate il train work/train.parquet --cross-fit -o work/il-crossfit/
+    """
+    from curate.il import ILConfig, train_cross_fit, train_il
+    from curate.models.heads import HeadSpec
+    from curate.models.train import TrainConfig
+    from curate.errors import InputError
+
+    if not 0 < val_fraction < 1:
+        raise InputError(f"--val-fraction {val_fraction}: must be between 0 and 1")
+    hid = tuple(hidden) if depth is None else tuple([hidden[0]] * depth)
+    cfg = ILConfig(spec=HeadSpec(arch=arch, hidden=hid, dropout=dropout),
+                   train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay),
+                   val_fraction=val_fraction, patience=patience, seed=seed)
+    config = (train_cross_fit if cross_fit else train_il)(holdout, output, cfg, overwrite=overwrite)
+    summary = {"output": str(output), "kind": config["kind"], "labels": len(config["labels"]),
+               "chosen_epoch": config["chosen_epoch"], "val_loss": config["val_loss"],
+               "val_accuracy": config.get("val_accuracy")}
+    emit(summary, json_out, lambda s: f"{s['output']}\t{s['kind']}, {s['labels']} labels, epoch {s['chosen_epoch']}, val loss {s['val_loss']}")
+
+
+@il_app.command("info")
+@handle_errors
+def info_cmd(
+    model: Path = typer.Argument(..., help="IL model directory (or TorchScript file)."),
+    json_out: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+) -> None:
+    """Print what an IL model holds: architecture, labels, chosen epoch, validation metrics, hash.
+
+    Example:
+
+        curate il info work/il/
+    """
+    from curate.il import info
+
+    d = info(model)
+
+    def human(d):
+        lines = [f"path: {d['path']}", f"kind: {d['kind']}", f"sha256: {d['sha256']}",
+                 f"labels ({len(d['labels'])}): {', '.join(map(str, d['labels']))}", f"input dimension: {d['dimension']}"]
+        for k in ("architecture", "chosen_epoch", "val_loss", "val_accuracy", "selection", "optimizer", "embedding_model"):
+            if d.get(k) is not None:
+                lines.append(f"{k}: {json.dumps(d[k], default=str) if isinstance(d[k], (dict, list)) else d[k]}")
+        return "\n".join(lines)
+
+    emit(d, json_out, human)

@@ -97,7 +97,8 @@ def embedding_array(column: pa.ChunkedArray | pa.Array, where: str = "embedding"
         flat = column.flatten()
     else:
         raise InputError(f"{where}: expected a list of floats, got {column.type}")
-    mat = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, d)
+    # A writable copy: torch.from_numpy on a read-only Arrow buffer is undefined behaviour.
+    mat = np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, d)
     finite = np.isfinite(mat).all(axis=1)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])

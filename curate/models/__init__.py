@@ -1,0 +1,1 @@
+"""Classifier heads on embeddings: architectures, training loops, and model directories."""

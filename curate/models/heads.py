@@ -1,0 +1,137 @@
+"""Classifier heads: a linear layer or an MLP, as one module or as K stacked independent copies.
+
+``Ensemble`` holds K heads with the same architecture as stacked parameters (``(K, in, out)``)
+so K seeds train in one batched pass. AdamW is element-wise and each member's loss depends
+only on its own parameters, so training the stack is exactly K independent trainings; a member
+can be taken out as an ordinary ``nn.Sequential`` with :meth:`Ensemble.member`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from curate.errors import InputError
+
+ARCHITECTURES = ("linear", "mlp")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Architecture of a head: ``linear`` (in -> classes) or ``mlp`` (in -> hidden... -> classes, ReLU)."""
+
+    arch: str = "mlp"
+    in_dim: int = 0
+    n_classes: int = 0
+    hidden: tuple[int, ...] = (256,)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise InputError(f"--arch {self.arch}: expected one of {', '.join(ARCHITECTURES)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"--dropout {self.dropout}: must be in [0, 1)")
+
+    @property
+    def sizes(self) -> list[int]:
+        hidden = list(self.hidden) if self.arch == "mlp" else []
+        return [self.in_dim, *hidden, self.n_classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden) if self.arch == "mlp" else []
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HeadSpec":
+        return cls(arch=d["arch"], in_dim=int(d["in_dim"]), n_classes=int(d["n_classes"]),
+                   hidden=tuple(d.get("hidden") or ()), dropout=float(d.get("dropout", 0.0)))
+
+
+def build_head(spec: HeadSpec) -> nn.Sequential:
+    """An ordinary ``nn.Sequential`` of Linear / ReLU / Dropout layers."""
+    layers: list[nn.Module] = []
+    sizes = spec.sizes
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+            if spec.dropout:
+                layers.append(nn.Dropout(spec.dropout))
+    return nn.Sequential(*layers)
+
+
+def _init_linear(fan_in: int, fan_out: int, gen: torch.Generator, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # nn.Linear's default: kaiming_uniform(a=sqrt(5)) on the weight == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bound = 1.0 / math.sqrt(fan_in)
+    w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    b = (torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    return w.to(dtype), b.to(dtype)
+
+
+class Ensemble(nn.Module):
+    """K independently initialised heads of one ``HeadSpec``, evaluated together.
+
+    ``forward(x)`` takes ``(B, in)`` (every member sees the same rows) or ``(K, B, in)`` (each
+    member its own rows) and returns logits ``(K, B, classes)``. Member k is initialised from
+    ``torch.Generator().manual_seed(seeds[k])``.
+    """
+
+    def __init__(self, spec: HeadSpec, seeds: list[int], dtype=torch.float32):
+        super().__init__()
+        self.spec, self.seeds = spec, list(seeds)
+        sizes = spec.sizes
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        per_member = []
+        for s in self.seeds:
+            gen = torch.Generator().manual_seed(int(s))
+            per_member.append([_init_linear(a, b, gen, dtype) for a, b in zip(sizes[:-1], sizes[1:])])
+        for layer in range(len(sizes) - 1):
+            self.weights.append(nn.Parameter(torch.stack([m[layer][0] for m in per_member])))
+            self.biases.append(nn.Parameter(torch.stack([m[layer][1] for m in per_member])))
+
+    @property
+    def k(self) -> int:
+        return len(self.seeds)
+
+    def forward(self, x: torch.Tensor, keep_preactivations: bool = False):
+        """Logits (K, B, C); with ``keep_preactivations`` also each layer's (input, output) pair."""
+        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.k, -1, -1)
+        pairs = []
+        n = len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = torch.baddbmm(b.unsqueeze(1), h, w)
+            pairs.append((h, z))
+            if i < n - 1:
+                h = torch.relu(z)
+                if self.spec.dropout and self.training:
+                    h = nn.functional.dropout(h, self.spec.dropout, training=True)
+            else:
+                h = z
+        return (h, pairs) if keep_preactivations else h
+
+    def member(self, k: int) -> nn.Sequential:
+        """Member ``k`` as an ordinary module (same parameters, copied)."""
+        head = build_head(self.spec).to(self.weights[0].dtype)
+        linears = [m for m in head if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for lin, w, b in zip(linears, self.weights, self.biases):
+                lin.weight.copy_(w[k].T)
+                lin.bias.copy_(b[k])
+        return head
+
+    @classmethod
+    def from_members(cls, spec: HeadSpec, heads: list[nn.Sequential], seeds: list[int]) -> "Ensemble":
+        ens = cls(spec, seeds)
+        with torch.no_grad():
+            for k, head in enumerate(heads):
+                linears = [m for m in head if isinstance(m, nn.Linear)]
+                for layer, lin in enumerate(linears):
+                    ens.weights[layer][k].copy_(lin.weight.T)
+                    ens.biases[layer][k].copy_(lin.bias)
+        return ens

@@ -1,0 +1,127 @@
+"""Training loops for heads: K stacked seeds at once, and a single model with validation-based
+checkpoint selection (lowest validation loss, early stopping with patience)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from curate.models.heads import Ensemble
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule: AdamW with PyTorch's defaults unless told otherwise."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01  # torch.optim.AdamW's default
+    optimizer: str = "AdamW"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _permutations(n: int, seeds: list[int], epoch: int) -> torch.Tensor:
+    """One permutation of ``range(n)`` per member: each seed has its own data order."""
+    rows = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s) * 100_003 + epoch)
+        rows.append(torch.randperm(n, generator=g))
+    return torch.stack(rows)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
+                cfg: TrainConfig, epoch: int) -> float:
+    """One epoch over (X, y) for every member; returns the members' mean training loss."""
+    ens.train()
+    n = X.shape[0]
+    perms = _permutations(n, ens.seeds, epoch)
+    total = 0.0
+    for start in range(0, n, cfg.batch_size):
+        idx = perms[:, start:start + cfg.batch_size]
+        logits = ens(X[idx])
+        k, b, c = logits.shape
+        # Per member: mean CE over its batch; summing members keeps their gradients independent.
+        loss = F.cross_entropy(logits.reshape(k * b, c), y[idx].reshape(-1), reduction="none").view(k, b).mean(1).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * b / k
+    return total / n
+
+
+def train_ensemble(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                   on_epoch: Callable[[int], None] | None = None) -> Ensemble:
+    """Train every member for ``cfg.epochs`` epochs (0 = leave at initialisation)."""
+    opt = make_optimizer(ens.parameters(), cfg)
+    for epoch in range(cfg.epochs):
+        train_epoch(ens, opt, X, y, cfg, epoch)
+        if on_epoch:
+            on_epoch(epoch + 1)
+    ens.eval()
+    return ens
+
+
+@torch.no_grad()
+def logits(ens: Ensemble, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Eval-mode logits (K, N, C), computed in chunks to bound memory."""
+    ens.eval()
+    return torch.cat([ens(X[i:i + chunk]) for i in range(0, X.shape[0], chunk)], dim=1)
+
+
+@torch.no_grad()
+def eval_loss_acc(ens: Ensemble, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    out = logits(ens, X)[0]
+    return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): ``fraction`` of each class to validation (at least one where a class has 2+)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * fraction))
+        if fraction > 0 and len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def train_with_validation(ens: Ensemble, Xtr, ytr, Xval, yval, cfg: TrainConfig, patience: int,
+                          on_epoch: Callable[[dict], None] | None = None) -> tuple[Ensemble, list[dict], int]:
+    """Train a single-member ensemble; keep the epoch with the lowest validation loss.
+
+    Stops after ``patience`` epochs without improvement. Returns (best model, curve, best epoch);
+    epoch 0 is the initialisation, so a model that never improves is returned untrained.
+    """
+    opt = make_optimizer(ens.parameters(), cfg)
+    vl, va = eval_loss_acc(ens, Xval, yval)
+    curve = [{"epoch": 0, "train_loss": None, "val_loss": vl, "val_accuracy": va}]
+    best, best_epoch, best_state = vl, 0, copy.deepcopy(ens.state_dict())
+    for epoch in range(1, cfg.epochs + 1):
+        tl = train_epoch(ens, opt, Xtr, ytr, cfg, epoch - 1)
+        vl, va = eval_loss_acc(ens, Xval, yval)
+        curve.append({"epoch": epoch, "train_loss": tl, "val_loss": vl, "val_accuracy": va})
+        if on_epoch:
+            on_epoch(curve[-1])
+        if vl < best:
+            best, best_epoch, best_state = vl, epoch, copy.deepcopy(ens.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    ens.load_state_dict(best_state)
+    ens.eval()
+    return ens, curve, best_epoch
