@@ -9,6 +9,8 @@ import numpy as np
 
 from curate.errors import InputError
 
+ESTIMATORS = ("reference", "knn")
+
 
 @dataclass(frozen=True)
 class GioConfig:
@@ -35,11 +37,102 @@ class GioConfig:
         return asdict(self)
 
 
+def _check(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> None:
+    if config.estimator not in ESTIMATORS:
+        raise InputError(f"--gio-estimator {config.estimator}: expected one of {', '.join(ESTIMATORS)}")
+    if len(target) == 0:
+        raise InputError("GIO: the target set is empty; pass a --target file with embeddings")
+    if len(target) < config.k + 1:
+        raise InputError(f"GIO: the target set has {len(target)} points; the k-NN estimate with --gio-k {config.k} needs at least {config.k + 1}")
+    if len(pool) == 0:
+        raise InputError("GIO: the pool is empty")
+    if pool.shape[1] != target.shape[1]:
+        raise InputError(f"GIO: pool has {pool.shape[1]} dimensions, target {target.shape[1]}; embed both with the same model")
+    for name, arr in (("pool", pool), ("target", target)):
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            raise InputError(f"GIO: non-finite value in the {name} embedding at row {int(np.flatnonzero(bad)[0])}")
+    if config.budget is not None and config.budget > len(pool):
+        raise InputError(f"--budget {config.budget}: larger than the pool ({len(pool)} rows)")
+    if config.budget is not None and config.budget < 1:
+        raise InputError("--budget must be at least 1")
+    if config.clusters is not None and config.clusters < 2:
+        raise InputError("--clusters must be at least 2")
+
+
+def _engine(config: GioConfig):
+    if config.estimator == "knn":
+        from curate.scores import gio_knn
+
+        return gio_knn.select_knn, gio_knn.gain_alone
+    from curate.scores import gio_reference
+
+    return gio_reference.select_reference, gio_reference.gain_alone
+
+
+def kmeans(data: np.ndarray, k: int, seed: int, niter: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """faiss k-means: (centroids (k, d) float64, assignment (n,) int64). Empty clusters are dropped."""
+    import faiss
+
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    k = min(k, len(x))
+    # min_points_per_centroid=1: small targets are normal here, and faiss would warn on stderr.
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, spherical=False,
+                      min_points_per_centroid=1)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    assign = assign[:, 0].astype(np.int64)
+    used = np.unique(assign)
+    remap = -np.ones(k, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return km.centroids[used].astype(np.float64), remap[assign]
+
+
 def score_gio(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Select from ``pool`` (n, d) toward ``target`` (m, d).
 
     Returns the columns ``gio_selected`` (bool), ``gio_order`` (int32, -1 where not selected;
-    the caller turns -1 into null) and ``gio_score`` (float64, higher = adding it alone lowers the
-    estimate more), and a provenance dict (config, KL trajectory, stop reason).
+    the caller writes -1 as null) and ``gio_score`` (float64, higher = adding it alone lowers
+    the estimate more), and a provenance dict (config, KL trajectory, stop reason).
+
+    Quantised mode (``clusters``): k-means the pool and the target separately, select among pool
+    centroids toward the target centroids, then expand each chosen centroid to its members in
+    pick order (members share their centroid's ``gio_order``). ``budget`` then caps examples:
+    expansion stops after ``budget`` members (the last cluster cut in pool order).
     """
-    raise InputError("--method gio is not yet available in this version")
+    pool = np.asarray(pool, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    _check(pool, target, config)
+    select, gain = _engine(config)
+    n = len(pool)
+    order_col = np.full(n, -1, dtype=np.int32)
+    prov: dict[str, Any] = {"config": config.to_dict(), "estimator": config.estimator}
+    if config.clusters:
+        pc, p_assign = kmeans(pool, config.clusters, config.seed)
+        tc, _ = kmeans(target, config.clusters, config.seed + 1)
+        if len(tc) < config.k + 1:
+            raise InputError(f"--clusters {config.clusters}: the target gives {len(tc)} centroids; need more than --gio-k {config.k}")
+        from dataclasses import replace
+
+        sel = select(pc, tc, replace(config, budget=None) if config.budget else config)
+        members = [np.flatnonzero(p_assign == c) for c in sel.order]
+        taken = 0
+        for step, idx in enumerate(members):
+            if config.budget is not None:
+                idx = idx[: max(0, config.budget - taken)]
+            order_col[idx] = step
+            taken += len(idx)
+            if config.budget is not None and taken >= config.budget:
+                break
+        scores = gain(pc, tc, config, sel)[p_assign]
+        prov["quantised"] = {"pool_centroids": int(len(pc)), "target_centroids": int(len(tc)),
+                             "centroids_selected": int(len(sel.order)), "examples_selected": int((order_col >= 0).sum()),
+                             "kmeans": "faiss, 25 iterations, seed = config.seed (pool) and config.seed + 1 (target)",
+                             "budget_unit": "examples"}
+    else:
+        sel = select(pool, target, config)
+        order_col[sel.order] = np.arange(len(sel.order), dtype=np.int32)
+        scores = gain(pool, target, config, sel)
+    prov.update({"kl_trajectory": [float(v) for v in sel.trajectory], "stop_reason": sel.stop_reason,
+                 "n_selected": int((order_col >= 0).sum()), **{k: v for k, v in sel.extra.items() if k != "S"}})
+    return {"gio_selected": order_col >= 0, "gio_order": order_col, "gio_score": np.asarray(scores, dtype=np.float64)}, prov
