@@ -30,9 +30,10 @@ def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int =
             loss = F.cross_entropy(logits.reshape(k * b, c), yb.repeat(k), reduction="sum")
             grads = torch.autograd.grad(loss, [z for _, z in pairs])
         sq = torch.zeros(k, b, dtype=torch.float64)
-        for (a, _), g in zip(pairs, grads):
-            g2 = g.double().pow(2).sum(-1)
-            sq += g2 * (a.detach().double().pow(2).sum(-1) + 1.0)
+        for layer, ((a, _), g) in enumerate(zip(pairs, grads)):
+            # Layer 0's input is the shared batch: its norms once, not K expanded copies.
+            a_sq = (xb.pow(2).sum(-1) if layer == 0 and xb.dim() == 2 else a.detach().pow(2).sum(-1)).double()
+            sq += g.pow(2).sum(-1).double() * (a_sq + 1.0)
         out.append(sq.sqrt())
     return torch.cat(out, dim=1)
 

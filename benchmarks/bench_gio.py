@@ -1,0 +1,115 @@
+"""GIO: curate vs the reference package (grad-info-opt 0.1.2) on the same seeded problems.
+
+Problems: unit-norm embeddings in 50 clusters, d = 384, a 2,000-point target drawn from 4 of
+them; pools of 10k, 50k and 200k. Both run with the reference's defaults and the same seed.
+The reference needs several seconds per selected point, so it runs only its first few picks
+(--ref-picks); curate runs the full default selection (up to 101 picks). Reported: seconds per
+selected point for each and their ratio, the overlap of the first picks, the KL after those
+picks, and peak memory. Then a 1M-candidate pool in quantised mode (curate only).
+
+    python benchmarks/bench_gio.py [--ref-python /work/gio-ref-venv/bin/python] [--sizes 10000 50000 200000]
+
+Without --ref-python (or if it cannot import GIO) only curate's side is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _gio_problems import clustered  # noqa: E402
+
+from curate.scores.gio import GioConfig, score_gio  # noqa: E402
+
+
+def curate_run(problem: dict, config: GioConfig) -> dict:
+    """In a child process, so peak memory is this run's own."""
+    code = f"""
+import json, resource, sys, time
+sys.path.insert(0, {str(HERE)!r})
+import numpy as np
+from _gio_problems import clustered
+from curate.scores.gio import GioConfig, score_gio
+pool, target, _, _ = clustered(**{problem!r})
+cfg = GioConfig(**{config.to_dict()!r})
+t0 = time.perf_counter()
+cols, prov = score_gio(pool, target, cfg)
+seconds = time.perf_counter() - t0
+order = np.argsort(np.where(cols['gio_order'] < 0, 1 << 30, cols['gio_order']), kind='stable')[: int(cols['gio_selected'].sum())]
+print(json.dumps({{"order": order.tolist(), "kl": prov["kl_trajectory"][1:], "seconds": seconds,
+                  "stop": prov["stop_reason"], "quantised": prov.get("quantised"),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ref_run(python: str, problem: dict, picks: int) -> dict | None:
+    arg = json.dumps({"problem": problem, "seed": 0, "max_iter": picks - 1})
+    out = subprocess.run([python, str(HERE / "_gio_reference_run.py"), arg], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"reference failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref-python", default="/work/gio-ref-venv/bin/python")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    ap.add_argument("--ref-picks", type=int, default=3)
+    ap.add_argument("--million", type=int, default=1_000_000, help="pool size of the quantised run (0 to skip)")
+    ap.add_argument("--clusters", type=int, default=1000)
+    args = ap.parse_args()
+    have_ref = Path(args.ref_python).exists()
+    rows = []
+    for n in args.sizes:
+        problem = dict(n_pool=n, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
+        cur = curate_run(problem, GioConfig())
+        ref = ref_run(args.ref_python, problem, args.ref_picks) if have_ref else None
+        row = {"pool": n, "curate_picks": len(cur["order"]), "curate_s_per_pick": cur["seconds"] / max(1, len(cur["order"])),
+               "curate_mb": cur["peak_rss_mb"], "stop": cur["stop"]}
+        if ref:
+            p = len(ref["order"])
+            row.update({"ref_picks": p, "ref_s_per_pick": ref["seconds"] / max(1, p), "ref_mb": ref["peak_rss_mb"],
+                        "same_first_picks": cur["order"][:p] == ref["order"],
+                        "overlap": len(set(cur["order"][:p]) & set(ref["order"])) / max(1, p),
+                        "kl_curate": cur["kl"][p - 1] if len(cur["kl"]) >= p else None, "kl_ref": ref["kl"][-1] if ref["kl"] else None})
+            row["speedup"] = row["ref_s_per_pick"] / row["curate_s_per_pick"]
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    lines = ["| pool | curate picks | curate s/pick | reference s/pick (first picks) | speed-up | same picks, same order | KL after those picks (curate / reference) | peak MB (curate / reference) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "ref_s_per_pick" in r:
+            lines.append(f"| {r['pool']:,} | {r['curate_picks']} | {r['curate_s_per_pick']:.4f} | {r['ref_s_per_pick']:.2f} ({r['ref_picks']}) | "
+                         f"{r['speedup']:.0f}x | {'yes' if r['same_first_picks'] else 'no'} ({r['overlap']:.0%}) | "
+                         f"{r['kl_curate']:.4f} / {r['kl_ref']:.4f} | {r['curate_mb']:.0f} / {r['ref_mb']:.0f} |")
+        else:
+            lines.append(f"| {r['pool']:,} | {r['curate_picks']} | {r['curate_s_per_pick']:.4f} | not run | | | | {r['curate_mb']:.0f} / |")
+    text = "\n".join(lines)
+    if args.million:
+        problem = dict(n_pool=args.million, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
+        q = curate_run(problem, GioConfig(clusters=args.clusters))
+        text += (f"\n\nQuantised mode, {args.million:,} candidates, --clusters {args.clusters}: {q['seconds']:.0f} s in all "
+                 f"(k-means of pool and target included), {q['quantised']['centroids_selected']} centroids -> "
+                 f"{q['quantised']['examples_selected']:,} examples selected, stop: {q['stop']}, peak {q['peak_rss_mb']:.0f} MB.")
+    print(text)
+    (HERE / "results" / "bench_gio.md").write_text(
+        f"# GIO: curate vs grad-info-opt 0.1.2\n\n{datetime.date.today()}, `python benchmarks/bench_gio.py`, 2 CPU cores, "
+        "target 2,000 points, d = 384, reference defaults, seed 0. The reference's seconds per pick are over its first "
+        f"{args.ref_picks} picks (the first includes its 150-step warm-up round and JAX compilation); curate's over its whole run.\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
