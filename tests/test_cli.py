@@ -40,3 +40,20 @@ def test_console_script_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "curate", "--version"], capture_output=True, text=True)
     assert out.returncode == 0
     assert out.stdout.strip() == f"curate {curate.__version__}"
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from curate.io.atomic import atomic_dir, atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
