@@ -19,7 +19,10 @@ import torch
 from curate import progress
 from curate.errors import InputError
 from curate.io.atomic import check_output
-from curate.io.parquet import embedding_array, read_provenance, read_table, write_table
+import pyarrow.parquet as pq
+
+from curate.io.atomic import atomic_path
+from curate.io.parquet import _WRITE_OPTS, embedding_array, open_parquet, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
@@ -111,16 +114,33 @@ def _snapshot_scores(X: np.ndarray, y: np.ndarray, n_classes: int, cfg: ScoreCon
     return out
 
 
+def _write_streaming(pool: Path, output: Path, keep: list[str], new: dict[str, pa.Array], record: dict) -> None:
+    """Copy POOL's kept columns batch by batch and append the new columns: memory stays at one batch."""
+    pf = open_parquet(pool)
+    schema = pa.schema([pf.schema_arrow.field(c) for c in keep] + [pa.field(n, a.type) for n, a in new.items()])
+    schema = with_provenance(schema.empty_table(), record).schema
+    start = 0
+    with atomic_path(output) as tmp:
+        with pq.ParquetWriter(tmp, schema, **_WRITE_OPTS) as writer:
+            for batch in pf.iter_batches(batch_size=65536, columns=keep):
+                n = batch.num_rows
+                arrays = batch.columns + [a.slice(start, n) for a in new.values()]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                start += n
+
+
 def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig(), overwrite: bool = False) -> dict[str, Any]:
     """Score POOL with ``cfg.methods`` and write POOL's columns plus the score columns to OUTPUT."""
     _validate(cfg)
     pool, output = Path(pool), Path(output)
     in_place = pool.resolve() == output.resolve() if output.exists() else False
     check_output(output, overwrite)
-    table = read_table(pool)
+    names = open_parquet(pool).schema_arrow.names
     for col in ("id", "embedding"):
-        if col not in table.column_names:
+        if col not in names:
             raise InputError(f"{pool}: no {col!r} column; produce the file with `curate embed`")
+    # Only what scoring needs is held in memory; the other columns stream through at write time.
+    table = read_table(pool, columns=[c for c in ("id", "label", "embedding") if c in names])
     if len(table) == 0:
         raise InputError(f"{pool}: the dataset is empty")
     ids = table.column("id").to_pylist()
@@ -133,6 +153,7 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
             seen.add(i)
         raise InputError(f"{pool}: duplicate id {dup!r}; ids must be unique")
     X = embedding_array(table.column("embedding"), where=f"{pool}: embedding")
+    table = table.drop_columns(["embedding"])
     prov = read_provenance(pool)
     threads = torch.get_num_threads()
     common = {"seed": cfg.seed, "torch_threads": threads, "pool": fingerprint(pool) if not in_place else None}
@@ -207,17 +228,13 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
 
     # Columns of the methods re-run are replaced; everything else is kept as it was.
     replaced = {c for m in cfg.methods for c in COLUMNS[m]}
-    keep = [c for c in table.column_names if c not in replaced]
-    result = table.select(keep)
-    for name, arr in new.items():
-        result = result.append_column(name, arr)
     scores = {k: v for k, v in (prov.get("scores") or {}).items() if k not in replaced}
     scores.update(records)
     record = dict(prov) if prov else {}
     record["scores"] = scores
     record.setdefault("history", [])
     record["history"] = record["history"] + [{k: v for k, v in base_record("score").items() if k != "tool"}]
-    write_table(result, output, record)
+    _write_streaming(pool, output, [c for c in names if c not in replaced], new, record)
     for name in ("el2n", "grand", "rho"):
         if name in new:
             v = np.asarray(new[name])
