@@ -11,11 +11,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -33,6 +35,17 @@ def log(message: str) -> None:
 def warn(message: str) -> None:
     """A warning on stderr, always shown: it changes what the user should believe."""
     print(f"curate: warning: {message}", file=sys.stderr, flush=True)
+
+
+class _Rate(ProgressColumn):
+    """Items per second, blank until rich has a speed estimate."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else "", style="cyan")
 
 
 class _NullBar:
@@ -65,7 +78,7 @@ def bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Bar
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.speed:>8.0f} " + unit + "/s" if False else ""),
+        _Rate(unit),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
