@@ -46,3 +46,24 @@ def digits() -> Path:
     if not out.exists():
         curate("embed", images, "--image-size", "64", "-o", out)
     return out
+
+
+def split_stratified(path: Path, fraction: float, first: Path, second: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``fraction`` of each class of PATH to SECOND and the rest to FIRST (seeded)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.io.parquet import read_provenance, write_table
+
+    t = pq.read_table(path)
+    y = np.array(t.column("label").to_pylist())
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros(len(y), bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        chosen[rng.choice(idx, int(len(idx) * fraction), replace=False)] = True
+    prov = read_provenance(path)
+    write_table(t.filter(pa.array(~chosen)), first, prov)
+    write_table(t.filter(pa.array(chosen)), second, prov)
+    return first, second

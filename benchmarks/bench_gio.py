@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _gio_problems import clustered  # noqa: E402
 
-from curate.scores.gio import GioConfig, score_gio  # noqa: E402
+from curate.scores.gio import GioConfig  # noqa: E402
 
 
 def curate_run(problem: dict, config: GioConfig) -> dict:

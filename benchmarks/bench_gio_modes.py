@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import OUT, bbc_news, curate, digits  # noqa: E402
+from _data import OUT, bbc_news, curate, digits, split_stratified  # noqa: E402
 
 from curate.io.parquet import embedding_array, read_provenance, write_table  # noqa: E402
 
@@ -47,18 +47,8 @@ def flip(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 
 def split_digits(path: Path, workdir: Path) -> tuple[Path, Path]:
-    t = pq.read_table(path)
-    y = np.array(t.column("label").to_pylist())
-    rng = np.random.default_rng(0)
-    hold = np.zeros(len(y), bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        hold[rng.choice(idx, len(idx) // 4, replace=False)] = True
-    prov = read_provenance(path)
-    pool, holdout = workdir / "pool.parquet", workdir / "holdout.parquet"
-    write_table(t.filter(pa.array(~hold)), pool, prov)
-    write_table(t.filter(pa.array(hold)), holdout, prov)
-    return pool, holdout
+    workdir.mkdir(parents=True, exist_ok=True)
+    return split_stratified(path, 0.25, workdir / "pool.parquet", workdir / "holdout.parquet")
 
 
 def run(name: str, pool: Path, holdout: Path, epochs: int, workdir: Path) -> dict:

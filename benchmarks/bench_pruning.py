@@ -30,28 +30,13 @@ import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _data import OUT, bbc_news, curate  # noqa: E402
+from _data import OUT, bbc_news, curate, split_stratified  # noqa: E402
 from bench_label_noise import flip  # noqa: E402
 
 from curate.io.parquet import embedding_array, read_provenance, write_table  # noqa: E402
 
 FRACTIONS = (0.3, 0.5, 0.7)
 METHODS = ("EL2N window", "rho", "GIO", "random", "full data")
-
-
-def split_holdout(holdout: Path, work: Path) -> tuple[Path, Path]:
-    t = pq.read_table(holdout)
-    y = np.array(t.column("label").to_pylist())
-    rng = np.random.default_rng(0)
-    il = np.zeros(len(y), bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        il[rng.choice(idx, len(idx) // 2, replace=False)] = True
-    prov = read_provenance(holdout)
-    a, b = work / "il_half.parquet", work / "test_half.parquet"
-    write_table(t.filter(pa.array(il)), a, prov)
-    write_table(t.filter(pa.array(~il)), b, prov)
-    return a, b
 
 
 def accuracy(train: Path, test: Path) -> float:
@@ -73,7 +58,7 @@ def main() -> None:
     work = OUT / "pruning"
     work.mkdir(parents=True, exist_ok=True)
     train, holdout = bbc_news()
-    il_half, test_half = split_holdout(holdout, work)
+    test_half, il_half = split_stratified(holdout, 0.5, work / "test_half.parquet", work / "il_half.parquet")
     il = work / "il"
     if not il.exists():
         curate("il", "train", il_half, "-o", il)

@@ -25,6 +25,7 @@ import torch
 from curate import progress
 from curate.errors import InputError
 from curate.io.atomic import atomic_dir, check_output
+from curate.io.labels import class_order, require_labels
 from curate.io.parquet import embedding_array, read_provenance, read_table, write_table
 from curate.io.provenance import base_record, file_sha256, fingerprint
 from curate.models import store
@@ -48,16 +49,11 @@ def read_labelled(path: str | Path, what: str) -> tuple[list[str], list[Any], np
     for col in ("id", "embedding"):
         if col not in table.column_names:
             raise InputError(f"{path}: no {col!r} column; produce the file with `curate embed`")
-    if "label" not in table.column_names:
-        raise InputError(f"{path}: no 'label' column; {what} needs labels (curate embed --label-column)")
-    labels = table.column("label")
-    if labels.null_count:
-        bad = table.column("id")[int(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False))[0])]
-        raise InputError(f"{path}: label is null for id {bad}; {what} needs a label on every row")
+    labels = require_labels(table, path, what)
     if len(table) == 0:
         raise InputError(f"{path}: the dataset is empty")
     X = embedding_array(table.column("embedding"), where=f"{path}: embedding")
-    return table.column("id").to_pylist(), labels.to_pylist(), X, read_provenance(path)
+    return table.column("id").to_pylist(), labels, X, read_provenance(path)
 
 
 def encode_labels(labels: list[Any], classes: list[Any], where: str, model: str) -> np.ndarray:
@@ -75,7 +71,7 @@ def encode_labels(labels: list[Any], classes: list[Any], where: str, model: str)
 
 
 def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str) -> tuple[torch.nn.Sequential, dict[str, Any]]:
-    classes = sorted(set(labels), key=lambda v: (str(type(v)), v))
+    classes = class_order(labels)
     y = encode_labels(labels, classes, source, "")
     if len(classes) < 2:
         raise InputError(f"{source}: only one class ({classes[0]!r}); an IL model needs at least two")

@@ -8,21 +8,20 @@ parameters go to the footer under ``scores``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from curate import progress
 from curate.errors import InputError
-from curate.io.atomic import check_output
-import pyarrow.parquet as pq
-
-from curate.io.atomic import atomic_path
-from curate.io.parquet import _WRITE_OPTS, embedding_array, open_parquet, read_provenance, read_table, with_provenance
+from curate.io.atomic import atomic_path, check_output
+from curate.io.labels import class_order, require_labels
+from curate.io.parquet import WRITE_OPTIONS, embedding_array, open_parquet, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
@@ -77,16 +76,6 @@ def _validate(cfg: ScoreConfig) -> None:
         raise InputError("--method gio needs --target TARGET.parquet (embeddings of the distribution you want)")
 
 
-def _labels(table: pa.Table, path) -> list[Any]:
-    if "label" not in table.column_names:
-        raise InputError(f"{path}: no 'label' column; el2n, grand and rho need labels (curate embed --label-column)")
-    labels = table.column("label")
-    if labels.null_count:
-        bad = table.column("id")[int(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False))[0])]
-        raise InputError(f"{path}: label is null for id {bad}; drop the row or give it a label")
-    return labels.to_pylist()
-
-
 def _snapshot_scores(X: np.ndarray, y: np.ndarray, n_classes: int, cfg: ScoreConfig) -> dict[str, np.ndarray]:
     """Train K heads for ``epochs`` epochs and score every row with each (eval mode)."""
     seeds = [cfg.seed * 1000 + k for k in range(cfg.seeds)]
@@ -121,7 +110,7 @@ def _write_streaming(pool: Path, output: Path, keep: list[str], new: dict[str, p
     schema = with_provenance(schema.empty_table(), record).schema
     start = 0
     with atomic_path(output) as tmp:
-        with pq.ParquetWriter(tmp, schema, **_WRITE_OPTS) as writer:
+        with pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as writer:
             for batch in pf.iter_batches(batch_size=65536, columns=keep):
                 n = batch.num_rows
                 arrays = batch.columns + [a.slice(start, n) for a in new.values()]
@@ -163,14 +152,14 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
     summary: dict[str, Any] = {"output": str(output), "rows": len(ids), "methods": list(cfg.methods)}
 
     if labelled:
-        labels = _labels(table, pool)
+        labels = require_labels(table, pool, "el2n, grand and rho")
         il_model = None
         if "rho" in cfg.methods:
             from curate.il import ILModel
 
             il_model = ILModel(cfg.il)
             il_loss = il_model.losses(ids, labels, X, str(pool))
-        classes = sorted(set(labels), key=lambda v: (str(type(v)), v))
+        classes = class_order(labels)
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in labels], dtype=np.int64)
         snap = _snapshot_scores(X, y, len(classes), cfg)

@@ -3,7 +3,6 @@ own selection, recovery of an on-target subset, quantised mode and bad input."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from curate.scores.gio import GioConfig, score_gio
-from curate.scores.gio_knn import KnnState, _setup, knn_estimate, select_knn, target_radii
+from curate.scores.gio_knn import knn_estimate, select_knn, target_radii
 
 
 def blobs(n_per, centres, spread, seed):
@@ -98,7 +98,6 @@ def test_pool_far_from_the_target_selects_nothing():
 
 
 def test_pool_equal_to_the_target_selects_a_representative_set():
-    rng = np.random.default_rng(9)
     centres = np.array([[0, 0, 0], [6, 0, 0]], float)
     X, lab = blobs([100, 50], centres, 1.0, 10)
     sel = select_knn(X, X, GioConfig(estimator="knn", k=5))

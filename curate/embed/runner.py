@@ -26,7 +26,7 @@ from curate import progress
 from curate.embed.executor import Executor, make_executor
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
-from curate.io.parquet import _WRITE_OPTS, embedding_column, with_provenance
+from curate.io.parquet import WRITE_OPTIONS, embedding_column, with_provenance
 from curate.io.provenance import base_record, config_hash
 from curate.io.sources import ID, PATH, ImageFolderSource, Source, open_source
 
@@ -276,7 +276,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
         part, skipped = _embed_shard(table, modality, encoders.get(), config)
         name = f"part-{index:05d}.parquet"
         with atomic_path(parts / name) as tmp:
-            pq.write_table(part, tmp, **_WRITE_OPTS)
+            pq.write_table(part, tmp, **WRITE_OPTIONS)
         return index, table.num_rows, skipped, name
 
     executor = executor or make_executor(config.engine, config.workers)
@@ -311,7 +311,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
             if part.num_rows == 0:
                 continue
             if writer is None:
-                writer = pq.ParquetWriter(tmp, with_provenance(part, record).schema, **_WRITE_OPTS)
+                writer = pq.ParquetWriter(tmp, with_provenance(part, record).schema, **WRITE_OPTIONS)
             writer.write_table(part.replace_schema_metadata(with_provenance(part, record).schema.metadata))
         writer.close()
     shutil.rmtree(parts, ignore_errors=True)

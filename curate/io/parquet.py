@@ -18,7 +18,7 @@ from curate.io.atomic import atomic_path
 from curate.io.provenance import METADATA_KEY
 
 # Fixed writer settings: the same table must always give the same bytes.
-_WRITE_OPTS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
+WRITE_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
 
 
 def with_provenance(table: pa.Table, record: dict[str, Any]) -> pa.Table:
@@ -34,7 +34,7 @@ def write_table(table: pa.Table, path: str | Path, record: dict[str, Any] | None
         table = with_provenance(table, record)
     path = Path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **_WRITE_OPTS)
+        pq.write_table(table, tmp, **WRITE_OPTIONS)
     return path
 
 

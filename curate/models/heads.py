@@ -9,7 +9,7 @@ can be taken out as an ordinary ``nn.Sequential`` with :meth:`Ensemble.member`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch

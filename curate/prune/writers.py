@@ -8,7 +8,6 @@ derived them (recorded in the scored file's provenance under ``source.id_rule``)
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import shutil

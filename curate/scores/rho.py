@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 
 def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
