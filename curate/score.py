@@ -21,7 +21,7 @@ from curate import progress
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
 from curate.io.labels import class_order, require_labels
-from curate.io.parquet import WRITE_OPTIONS, embedding_array, open_parquet, read_provenance, read_table, with_provenance
+from curate.io.parquet import WRITE_OPTIONS, open_parquet, read_embeddings, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
@@ -129,7 +129,7 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
         if col not in names:
             raise InputError(f"{pool}: no {col!r} column; produce the file with `curate embed`")
     # Only what scoring needs is held in memory; the other columns stream through at write time.
-    table = read_table(pool, columns=[c for c in ("id", "label", "embedding") if c in names])
+    table = read_table(pool, columns=[c for c in ("id", "label") if c in names])
     if len(table) == 0:
         raise InputError(f"{pool}: the dataset is empty")
     ids = table.column("id").to_pylist()
@@ -141,8 +141,7 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
                 break
             seen.add(i)
         raise InputError(f"{pool}: duplicate id {dup!r}; ids must be unique")
-    X = embedding_array(table.column("embedding"), where=f"{pool}: embedding")
-    table = table.drop_columns(["embedding"])
+    X = read_embeddings(pool)
     prov = read_provenance(pool)
     threads = torch.get_num_threads()
     common = {"seed": cfg.seed, "torch_threads": threads, "pool": fingerprint(pool) if not in_place else None}
@@ -193,10 +192,9 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
     if "gio" in cfg.methods:
         from curate.scores.gio import score_gio
 
-        target_table = read_table(cfg.target, columns=["embedding"])
-        if len(target_table) == 0:
+        T = read_embeddings(cfg.target)
+        if len(T) == 0:
             raise InputError(f"{cfg.target}: the target set is empty")
-        T = embedding_array(target_table.column("embedding"), where=f"{cfg.target}: embedding")
         if T.shape[1] != X.shape[1]:
             raise InputError(f"{cfg.target}: target embeddings have {T.shape[1]} dimensions, the pool {X.shape[1]}; "
                              "embed both with the same model")

@@ -96,7 +96,7 @@ def test_max_iter_off_by_one_and_budget():
 
 def test_recovers_on_target_points_and_lowers_the_estimate_faster_than_random():
     P, T, pool_cluster, _ = clustered(3000, 300, 32, 10, 2, 0.5, 1)
-    cols, prov = score_gio(P, T, GioConfig(max_iter=60))
+    cols, prov = score_gio(P, T, GioConfig(estimator="reference", max_iter=60))
     picked = np.flatnonzero(cols["gio_selected"])
     assert len(picked) >= 20
     assert np.isin(pool_cluster[picked], [0, 1]).all()  # target modes are clusters 0 and 1
@@ -114,7 +114,7 @@ def test_recovers_on_target_points_and_lowers_the_estimate_faster_than_random():
 
 def test_quantised_mode_expands_centroids_to_members():
     P, T, pool_cluster, _ = clustered(3000, 400, 16, 8, 2, 0.4, 2)
-    cols, prov = score_gio(P, T, GioConfig(clusters=24, max_iter=10))
+    cols, prov = score_gio(P, T, GioConfig(estimator="reference", clusters=24, max_iter=10))
     q = prov["quantised"]
     assert q["centroids_selected"] >= 1 and q["examples_selected"] == int(cols["gio_selected"].sum())
     picked = np.flatnonzero(cols["gio_selected"])
@@ -122,7 +122,7 @@ def test_quantised_mode_expands_centroids_to_members():
     first = picked[cols["gio_order"][picked] < 5]
     assert np.isin(pool_cluster[first], [0, 1]).all() and len(first) > 0
     assert set(np.unique(cols["gio_order"][picked])) == set(range(q["centroids_selected"]))
-    capped, _ = score_gio(P, T, GioConfig(clusters=24, max_iter=10, budget=50))
+    capped, _ = score_gio(P, T, GioConfig(estimator="reference", clusters=24, max_iter=10, budget=50))
     assert capped["gio_selected"].sum() == min(50, q["examples_selected"])
 
 
@@ -135,7 +135,7 @@ def test_cli_writes_gio_columns_with_null_order(tmp_path):
     pool = write_pool(tmp_path / "pool.parquet", P, (np.arange(500) % 2).tolist())
     target = write_pool(tmp_path / "target.parquet", T, ids=[f"t{i}" for i in range(60)])
     out = tmp_path / "out.parquet"
-    r = run("score", pool, "--target", target, "-m", "gio", "--max-iter", 9, "-o", out, "--json")
+    r = run("score", pool, "--target", target, "-m", "gio", "--gio-estimator", "reference", "--max-iter", 9, "-o", out, "--json")
     assert r.exit_code == 0, r.stderr
     t = pq.read_table(out)
     sel = t.column("gio_selected").to_numpy(zero_copy_only=False)
@@ -146,6 +146,11 @@ def test_cli_writes_gio_columns_with_null_order(tmp_path):
 
     g = read_provenance(out)["scores"]["gio_order"]
     assert g["config"]["max_iter"] == 9 and g["stop_reason"] and len(g["kl_trajectory"]) == sel.sum() + 1
+    # The default estimator is knn (see the README for the evidence).
+    out2 = tmp_path / "knn.parquet"
+    r = run("score", pool, "--target", target, "-m", "gio", "-o", out2)
+    assert r.exit_code == 0, r.stderr
+    assert read_provenance(out2)["scores"]["gio_selected"]["estimator"] == "knn"
 
 
 def _fails(args, out, *fragments):

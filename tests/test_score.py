@@ -195,3 +195,17 @@ def test_bad_inputs(files, tmp_path):
     out.write_bytes(b"x")
     r = run("score", pool, "-m", "el2n", "-o", out)
     assert r.exit_code == 2 and "--overwrite" in r.stderr and out.read_bytes() == b"x"
+
+
+def test_streamed_embeddings_name_the_file_row(tmp_path):
+    from curate.errors import InputError
+    from curate.io.parquet import read_embeddings
+
+    X, y = clusters(10, d=4, classes=2)
+    X[7, 1] = np.inf
+    path = write_pool(tmp_path / "p.parquet", X, y)
+    with pytest.raises(InputError, match="row 7"):
+        read_embeddings(path, batch_rows=3)
+    X[7, 1] = 0
+    write_pool(tmp_path / "q.parquet", X, y)
+    np.testing.assert_array_equal(read_embeddings(tmp_path / "q.parquet", batch_rows=3), X)

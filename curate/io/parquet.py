@@ -6,6 +6,7 @@ polars drops key-value metadata on a read-then-write, so every write goes throug
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,37 @@ def embedding_array(column: pa.ChunkedArray | pa.Array, where: str = "embedding"
         bad = int(np.flatnonzero(~finite)[0])
         raise InputError(f"{where}: non-finite value (NaN or inf) in the embedding at row {bad}")
     return mat
+
+
+def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
+    """The ``embedding`` column of a Parquet file as a float32 (n, d) matrix, read batch by batch.
+
+    Only the result is held in memory (never the whole Arrow column as well); each batch is
+    validated like :func:`embedding_array`, with row numbers counted over the whole file.
+    """
+    pf = open_parquet(path)
+    if "embedding" not in pf.schema_arrow.names:
+        raise InputError(f"{path}: no 'embedding' column; produce the file with `curate embed`")
+    n = pf.metadata.num_rows
+    out: np.ndarray | None = None
+    start = 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+        try:
+            block = embedding_array(batch.column(0), where=f"{path}: embedding")
+        except InputError as e:
+            # Re-number the row from the batch to the file.
+            msg = str(e)
+            m = re.search(r"row (\d+)", msg)
+            if m:
+                msg = msg.replace(m.group(0), f"row {start + int(m.group(1))}", 1)
+            raise InputError(msg) from None
+        if out is None:
+            out = np.empty((n, block.shape[1]), dtype=np.float32)
+        elif block.shape[1] != out.shape[1]:
+            raise InputError(f"{path}: embedding at row {start} has {block.shape[1]} dimensions, row 0 has {out.shape[1]}")
+        out[start:start + len(block)] = block
+        start += len(block)
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def embedding_type(dim: int) -> pa.DataType:

@@ -33,8 +33,7 @@ Two conventions make the estimate defined from the first pick and usable on over
   contains the target would be rewarded for copying it point by point.
 
 Bookkeeping: each target keeps its k nearest selected distances, sorted, updated exactly after
-every pick. The natural stop: no candidate lowers D (checked
-from the k-th pick on), or the budget.
+every pick. The natural stop: no candidate lowers D or the budget.
 
 Candidate evaluation is exact ("dense": every candidate against every target) when
 n_candidates * n_targets <= ``dense_limit``; beyond that it uses faiss neighbour lists: each
