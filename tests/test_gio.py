@@ -180,3 +180,19 @@ def test_bad_inputs(tmp_path):
     other = write_pool(tmp_path / "other.parquet", T, ids=[f"t{i}" for i in range(30)], model_sha="b" * 64)
     _fails(["score", pool, "--target", other, "-m", "gio", "-o", out], out, "different model")
     _fails(["score", pool, "-m", "gio", "-o", out], out, "--target")
+
+
+def test_provenance_carries_both_estimates_of_the_picks():
+    from curate.scores.gio_knn import knn_estimate, target_diameter
+
+    P, T, _, _ = clustered(300, 40, 6, 4, 2, 0.6, 5)
+    for estimator in ("reference", "knn"):
+        cols, prov = score_gio(P, T, GioConfig(estimator=estimator, budget=12, max_iter=50))
+        order = np.argsort(np.where(cols["gio_order"] < 0, 1 << 30, cols["gio_order"]))[: int(cols["gio_selected"].sum())]
+        both = prov["kl_trajectories_of_picks"]
+        assert len(both["reference"]) == len(both["knn"]) == len(order)
+        W = P[order].astype(np.float64)
+        X = T.astype(np.float64)
+        assert both["reference"][-1] == pytest.approx(estimate(X, W), abs=1e-6)
+        if len(order) >= 5:
+            assert both["knn_rank_k"][-1] == pytest.approx(knn_estimate(X, W, 5, ranks="k", cap=target_diameter(X)), abs=1e-6)

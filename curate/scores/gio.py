@@ -89,6 +89,32 @@ def kmeans(data: np.ndarray, k: int, seed: int, niter: int = 25) -> tuple[np.nda
     return km.centroids[used].astype(np.float64), remap[assign]
 
 
+def trajectories(points: np.ndarray, target: np.ndarray, config: GioConfig) -> dict[str, list[float]]:
+    """Both estimates after each of ``points`` (rows in pick order) is added, for provenance.
+
+    The reference estimate is taken over the picks alone (without the reference's random seed
+    points); the k-NN estimates (mean over ranks 1..k, and rank k) follow gio_knn's conventions.
+    """
+    from curate.scores.gio_knn import KnnState, target_diameter
+    from curate.scores.gio_reference import ReferenceState
+
+    X = np.asarray(target, dtype=np.float64)
+    ref = ReferenceState(X, np.zeros((0, X.shape[1])), config.k, config.eps)
+    knn = KnnState(X, config.k, config.eps, target_diameter(X))
+    x_sq = (X * X).sum(1)
+    out: dict[str, list[float]] = {"reference": [], "knn": [], "knn_rank_k": []}
+    for w in np.asarray(points, dtype=np.float64):
+        d2 = np.maximum(x_sq + w @ w - 2.0 * (X @ w), 0.0)
+        ref.add(float(np.log(np.sqrt(np.clip(d2, 1e-10, 1e20)) + config.eps).sum()))
+        r = np.sqrt(d2)
+        r[r <= knn.same] = np.inf
+        knn.add(r)
+        out["reference"].append(ref.value())
+        out["knn"].append(knn.value())
+        out["knn_rank_k"].append(knn.value("k"))
+    return out
+
+
 def score_gio(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Select from ``pool`` (n, d) toward ``target`` (m, d).
 
@@ -126,6 +152,7 @@ def score_gio(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> tuple[
             if config.budget is not None and taken >= config.budget:
                 break
         scores = gain(pc, tc, config, sel)[p_assign]
+        both = trajectories(pc[sel.order], tc, config)
         prov["quantised"] = {"pool_centroids": int(len(pc)), "target_centroids": int(len(tc)),
                              "centroids_selected": int(len(sel.order)), "examples_selected": int((order_col >= 0).sum()),
                              "kmeans": "faiss, 25 iterations, seed = config.seed (pool) and config.seed + 1 (target)",
@@ -134,6 +161,8 @@ def score_gio(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> tuple[
         sel = select(pool, target, config)
         order_col[sel.order] = np.arange(len(sel.order), dtype=np.int32)
         scores = gain(pool, target, config, sel)
+        both = trajectories(np.asarray(pool)[sel.order], target, config)
     prov.update({"kl_trajectory": [float(v) for v in sel.trajectory], "stop_reason": sel.stop_reason,
+                 "kl_trajectories_of_picks": both,
                  "n_selected": int((order_col >= 0).sum()), **{k: v for k, v in sel.extra.items() if k != "S"}})
     return {"gio_selected": order_col >= 0, "gio_order": order_col, "gio_score": np.asarray(scores, dtype=np.float64)}, prov
