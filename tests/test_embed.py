@@ -250,3 +250,36 @@ def test_existing_output_needs_overwrite(jsonl, tmp_path):
     summary = json.loads(r.stdout)
     assert summary["rows"] == len(TEXTS) and summary["dimension"] == 384
     assert r.stderr == ""  # quiet when stderr is not a terminal
+
+
+def test_kill_9_then_rerun_resumes_to_identical_bytes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = write_digit_folder(tmp_path / "digits", per_class=8, classes=3)
+    out = tmp_path / "out.parquet"
+    cmd = [sys.executable, "-m", "curate", "embed", str(root), "--image-size", "160", "--batch-size", "1",
+           "--shard-size", "1", "--threads", "1", "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    reference = out.read_bytes()
+    out.unlink()
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "out.parquet.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(parts.glob("part-*.parquet"))) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()
+    done = len(json.loads((parts / "_manifest.json").read_text())["finished"])
+    assert 3 <= done < 24
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True)  # the same command, as a user would
+    assert f"resumed {done} shard(s)" in r.stdout
+    assert out.read_bytes() == reference
