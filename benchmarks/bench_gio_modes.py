@@ -66,7 +66,7 @@ def multimode() -> str:
     pool, target, pool_cluster, _ = clustered(10_000, 2000, 384, 50, 4, 0.6, 0)
     budget = len(picked(score_gio(pool, target, GioConfig(estimator="knn"))[0]))
     budget = max(budget, 20)
-    rows = ["| method | picks | k-NN KL (k = 5) | picks in target modes 1/2/1/4/1/8/1/8 | picks off target |", "|---|---|---|---|---|"]
+    rows = ["| method | picks | k-NN KL (k = 5) | picks per target mode (shares 1/2, 1/4, 1/8, 1/8) | picks off target |", "|---|---|---|---|---|"]
     for name, sel in methods(pool, target, budget, 0).items():
         kl = knn_estimate(target.astype(np.float64), pool[sel].astype(np.float64), 5, ranks="k")
         counts = np.bincount(pool_cluster[sel], minlength=50)
