@@ -28,7 +28,8 @@ def train_cmd(
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate, > 0."),
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay, >= 0."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation, batch order and uniform selection, 0 to 4,294,967,295."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads, 1 to 1024 (default: torch's, one per core)."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads, 1 to 1024. Default 1: a small head gains little from more, "
+                                "and slows down several-fold when other jobs share the cores (benchmarks/bench_threads.py)."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when one is visible), cpu, cuda, cuda:N or mps."),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow a TorchScript --il file. "
                                            "Loading it executes code stored inside the file: only for files you trust."),

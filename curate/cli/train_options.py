@@ -56,5 +56,5 @@ def head_options(hidden: list[int], depth: int | None, dropout: float, lr: float
     return tuple(hidden) if depth is None else tuple([hidden[0]] * depth)
 
 
-def threads_option(threads: int | None) -> int | None:
-    return None if threads is None else int_range("--threads", threads, 1, 1024)
+def threads_option(threads: int) -> int:
+    return int_range("--threads", threads, 1, 1024)
