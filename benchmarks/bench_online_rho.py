@@ -12,11 +12,12 @@ Protocol (seeded):
 - Per method (rho, loss, uniform) and seed: `curate.online_train.train_online`: MLP 256 head,
   AdamW lr 1e-3, big batch 320, ratio 0.1 (32 points per step), `--steps` steps, test accuracy
   every `--eval-every` steps.
-- Reported, per dataset: the target is uniform's best test accuracy (per seed); steps and
-  wall-clock seconds (selection and update, evaluation excluded) for each method to first reach
-  it (mean over the seeds that reach it; "n/r" = not reached within the steps); the speed-up in
-  steps over uniform; best and final accuracy; the share of flipped labels among the points each
-  method trained on (uniform's is the pool's 10 %).
+- Reported, per dataset: the target is uniform's best test accuracy (per seed), and 99 % of
+  it; steps and wall-clock seconds (selection and update, evaluation excluded) for each method
+  to first reach it (mean over the seeds that reach it, "(2/3 seeds)" when not all do; "n/r" =
+  not reached within the steps); the speed-up in steps over uniform; best and final accuracy
+  (mean over seeds); the share of flipped labels among the points each method trained on
+  (uniform's is the pool's 10 %).
 
 Steps are the paper's measure and do not depend on machine load; wall-clock does.
 
@@ -133,8 +134,11 @@ def run_dataset(name: str, seeds: int, steps: int, eval_every: int, work: Path) 
         target = max(a for _, a in per["uniform"]["curve"])
         for method, r in per.items():
             hit = next((st for st, a in r["curve"] if a >= target), None)
+            # The best of a noisy curve is a high bar; 99 % of it is less sensitive to one lucky evaluation.
+            hit99 = next((st for st, a in r["curve"] if a >= 0.99 * target), None)
             results.append({"dataset": name, "seed": seed, "method": method, "target": target, "steps": hit,
-                            "seconds": float(r["cum_seconds"][hit - 1]) if hit else None,
+                            "steps99": hit99, "seconds": float(r["cum_seconds"][hit - 1]) if hit else None,
+                            "seconds99": float(r["cum_seconds"][hit99 - 1]) if hit99 else None,
                             "best": max(a for _, a in r["curve"]), "final": r["curve"][-1][1],
                             "flipped_share": r["flipped_share"]})
     return results
@@ -145,21 +149,30 @@ def _mean(values) -> str:
     return "n/r" if not v else f"{np.mean(v):.0f}" + ("" if len(v) == len(values) else f" ({len(v)}/{len(values)} seeds)")
 
 
+def _speed(reference: float, steps: list) -> str:
+    reached = [s for s in steps if s is not None]
+    return f"{reference / np.mean(reached):.2f}x" if len(reached) == len(steps) else "n/r"
+
+
+def _secs(values: list) -> str:
+    return "n/r" if None in values else f"{np.mean(values):.2f}"
+
+
 def report(results: list[dict], args) -> str:
-    lines = ["| dataset | method | steps to uniform's best (mean) | speed-up in steps | seconds to it | best acc | final acc | flipped among selected |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | steps to uniform's best | speed-up | seconds | steps to 99 % of it | speed-up | seconds "
+             "| best acc | final acc | flipped among selected |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for ds in dict.fromkeys(r["dataset"] for r in results):
         rows = {m: [r for r in results if r["dataset"] == ds and r["method"] == m] for m in METHODS}
         uni = np.mean([r["steps"] for r in rows["uniform"]])
+        uni99 = np.mean([r["steps99"] for r in rows["uniform"]])
         for m in METHODS:
             rs = rows[m]
-            st = [r["steps"] for r in rs]
-            reached = [s for s in st if s is not None]
-            speed = f"{uni / np.mean(reached):.2f}x" if len(reached) == len(st) else "n/r"
-            secs = [r["seconds"] for r in rs]
-            sec = "n/r" if None in secs else f"{np.mean(secs):.2f}"
-            lines.append(f"| {ds} | {m} | {_mean(st)} | {speed} | {sec} | {np.mean([r['best'] for r in rs]):.3f} | "
-                         f"{np.mean([r['final'] for r in rs]):.3f} | {np.mean([r['flipped_share'] for r in rs]):.1%} |")
+            st, st99 = [r["steps"] for r in rs], [r["steps99"] for r in rs]
+            lines.append(f"| {ds} | {m} | {_mean(st)} | {_speed(uni, st)} | {_secs([r['seconds'] for r in rs])} | "
+                         f"{_mean(st99)} | {_speed(uni99, st99)} | {_secs([r['seconds99'] for r in rs])} | "
+                         f"{np.mean([r['best'] for r in rs]):.3f} | {np.mean([r['final'] for r in rs]):.3f} | "
+                         f"{np.mean([r['flipped_share'] for r in rs]):.1%} |")
     lines.append(f"\n<sub>{datetime.date.today()}, `python benchmarks/bench_online_rho.py --datasets {' '.join(args.datasets)} "
                  f"--seeds {args.seeds} --steps {args.steps} --eval-every {args.eval_every}`; big batch 320, ratio 0.1, "
                  "MLP 256, AdamW lr 1e-3; 10 % of pool labels flipped; target = uniform's best test accuracy per seed.</sub>")
