@@ -189,7 +189,10 @@ class ILModel:
             self.labels = store.check_labels(self.config, cfg_path, None)
             if any(c.get("labels") != self.labels for _, c in loaded):
                 raise InputError(f"{cfg_path}: key 'labels' differs from the halves' labels; re-create the model with `curate il train --cross-fit`")
-            self.dimension = loaded[0][1]["architecture"]["in_dim"]
+            dims = {c["architecture"]["in_dim"] for _, c in loaded}
+            if len(dims) != 1:
+                raise InputError(f"{self.path}: the two halves take different input dimensions {sorted(dims)}; re-create the model with `curate il train --cross-fit`")
+            self.dimension = dims.pop()
         elif self.kind == "head":
             self.heads = [store.load_head(self.path)[0]]
             files = [self.path / store.WEIGHTS]
