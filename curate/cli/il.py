@@ -18,11 +18,11 @@ app.add_typer(il_app, name="il")
 @il_app.command("train")
 @handle_errors
 def train_cmd(
-    holdout: Path = typer.Argument(..., help="Parquet from `curate embed` with labels: the holdout set (or the pool with --cross-fit)."),
+    holdout: Path = typer.Argument(..., metavar="HOLDOUT.parquet", help="Parquet from `curate embed` with labels: the holdout set (or the pool with --cross-fit)."),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write."),
     cross_fit: bool = typer.Option(False, "--cross-fit", help="No holdout: HOLDOUT is the pool; train one model per class-balanced half."),
     arch: str = typer.Option("mlp", "--arch", help="Head architecture: linear or mlp."),
-    hidden: List[int] = typer.Option([256], "--hidden", help="MLP hidden sizes, 1 to 65,536 (repeat for depth)."),
+    hidden: List[int] = typer.Option([256], "--hidden", metavar="N", help="MLP hidden sizes, 1 to 65,536 (repeat for depth)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="MLP hidden layers (1 to 64), all of the first --hidden size."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout after each hidden layer (training only), in [0, 1)."),
     epochs: int = typer.Option(100, "--epochs", help="Maximum epochs, 1 to 1,000,000."),
@@ -71,7 +71,7 @@ def train_cmd(
 @il_app.command("info")
 @handle_errors
 def info_cmd(
-    model: Path = typer.Argument(..., help="IL model directory (or TorchScript file)."),
+    model: Path = typer.Argument(..., metavar="IL_DIR", help="IL model directory (or TorchScript file)."),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Load a TorchScript file to read its dimension. "
                                            "Loading executes code stored inside the file: only for files you trust."),
     json_out: bool = typer.Option(False, "--json", help="Print everything as JSON."),

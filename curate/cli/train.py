@@ -13,7 +13,7 @@ from curate.cli.app import app, emit, handle_errors
 @app.command("train")
 @handle_errors
 def train_cmd(
-    pool: Path = typer.Argument(..., help="Parquet from `curate embed` with labels: the data to train on."),
+    pool: Path = typer.Argument(..., metavar="POOL.parquet", help="Parquet from `curate embed` with labels: the data to train on."),
     output: Path = typer.Option(..., "-o", "--output", help="Run directory to write (model, selected.parquet, curve.parquet)."),
     il: Optional[Path] = typer.Option(None, "--il", help="IL model (`curate il train` directory); needed for --select rho."),
     select: str = typer.Option("rho", "--select", help="rho (reducible loss), loss (training loss) or uniform."),
@@ -23,7 +23,7 @@ def train_cmd(
     eval_file: Optional[Path] = typer.Option(None, "--eval", help="Labelled Parquet (same embedding model) to evaluate on."),
     eval_every: int = typer.Option(100, "--eval-every", help="Evaluate every N steps (>= 1), and at the last step."),
     arch: str = typer.Option("mlp", "--arch", help="Head architecture: linear or mlp."),
-    hidden: List[int] = typer.Option([256], "--hidden", help="MLP hidden sizes, 1 to 65,536 (repeat for depth)."),
+    hidden: List[int] = typer.Option([256], "--hidden", metavar="N", help="MLP hidden sizes, 1 to 65,536 (repeat for depth)."),
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout after each hidden layer (training only), in [0, 1)."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate, > 0."),
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay, >= 0."),
