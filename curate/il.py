@@ -7,7 +7,9 @@ Formats ``--il`` accepts:
   ``assignment.parquet`` saying which ids each half's model saw); every example is scored by
   the model that did not see it;
 - a TorchScript file (``model.pt``) mapping embeddings to logits, with its label mapping as a
-  JSON list (logit order) in ``labels.json`` next to it, or ``<file>.labels.json``.
+  JSON list (logit order) in ``labels.json`` next to it, or ``<file>.labels.json``. Loading
+  one executes code stored in the file, so it needs ``trust_torchscript=True``
+  (``--trust-torchscript``); without it only what can be read without loading is available.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from curate.io.provenance import base_record, file_sha256, fingerprint
 from curate.models import store
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, stratified_split, train_with_validation
+from curate.runtime import CPU, Runtime
 from curate.scores.rho import per_example_ce
 
 
@@ -70,7 +73,7 @@ def encode_labels(labels: list[Any], classes: list[Any], where: str, model: str)
     return out
 
 
-def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str) -> tuple[torch.nn.Sequential, dict[str, Any]]:
+def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str, runtime: Runtime) -> tuple[torch.nn.Sequential, dict[str, Any]]:
     classes = class_order(labels)
     y = encode_labels(labels, classes, source, "")
     if len(classes) < 2:
@@ -79,13 +82,19 @@ def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str) -> tuple[torch.
     if len(va) == 0:
         raise InputError(f"{source}: --val-fraction {cfg.val_fraction} leaves no validation rows")
     spec = HeadSpec(arch=cfg.spec.arch, in_dim=X.shape[1], n_classes=len(classes), hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
-    torch.manual_seed(cfg.seed)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    ens = Ensemble(spec, [cfg.seed])
-    with progress.bar("il train", total=cfg.train.epochs, unit="epochs") as bar:
+    dev = runtime.torch_device
+    torch.manual_seed(cfg.seed)  # dropout masks
+    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    ens = Ensemble(spec, [cfg.seed]).to(dev)
+    with progress.bar("il train", total=cfg.train.epochs, unit="epochs") as bar, runtime.activate():
         ens, curve, best = train_with_validation(ens, Xt[tr], yt[tr], Xt[va], yt[va], cfg.train, cfg.patience,
-                                                 on_epoch=lambda _: bar.advance())
-    head = ens.member(0).eval()
+                                                 on_epoch=lambda row: bar.update(
+                                                     advance=1, description=f"il train (val loss {row['val_loss']:.4f})"))
+        ran = len(curve) - 1
+        if ran < cfg.train.epochs:
+            # Early stop: the bar ends full at the epochs that ran, saying so, not stuck part-way.
+            bar.update(total=ran, completed=ran, description=f"il train (stopped early at epoch {ran}, best epoch {best})")
+    head = ens.member(0).cpu().eval()
     best_row = curve[best]
     config = {
         "kind": "head",
@@ -100,21 +109,27 @@ def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str) -> tuple[torch.
         "curve": curve, "chosen_epoch": best,
         "val_loss": best_row["val_loss"], "val_accuracy": best_row["val_accuracy"],
         "tool": base_record("il train"),
+        "runtime": runtime.to_dict(),
     }
     return head, config
 
 
-def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False) -> dict[str, Any]:
-    """Train an IL model on HOLDOUT and write a model directory. Returns its config."""
+def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False,
+             runtime: Runtime = CPU) -> dict[str, Any]:
+    """Train an IL model on HOLDOUT and write a model directory. Returns its config.
+
+    Training runs on ``runtime.device`` with ``runtime.threads`` torch threads (restored after).
+    """
     out_dir = check_output(out_dir, overwrite)
     ids, labels, X, prov = read_labelled(holdout, "il train")
-    head, config = _train_one(ids, labels, X, prov, cfg, str(holdout))
+    head, config = _train_one(ids, labels, X, prov, cfg, str(holdout), runtime)
     with atomic_dir(out_dir) as tmp:
         store.save_head(tmp, head, config)
     return config
 
 
-def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False) -> dict[str, Any]:
+def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False,
+                    runtime: Runtime = CPU) -> dict[str, Any]:
     """No holdout: split POOL into two class-balanced halves and train one IL model on each."""
     out_dir = check_output(out_dir, overwrite)
     ids, labels, X, prov = read_labelled(pool, "il train --cross-fit")
@@ -126,7 +141,7 @@ def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILCon
     configs = []
     with atomic_dir(out_dir) as tmp:
         for h, idx in ((0, half0), (1, half1)):
-            head, config = _train_one([ids[i] for i in idx], [labels[i] for i in idx], X[idx], prov, cfg, str(pool))
+            head, config = _train_one([ids[i] for i in idx], [labels[i] for i in idx], X[idx], prov, cfg, str(pool), runtime)
             store.save_head(tmp / f"half{h}", head, config)
             configs.append(config)
         write_table(pa.table({"id": pa.array(ids, pa.string()), "half": pa.array(half, pa.int8())}), tmp / "assignment.parquet")
@@ -140,41 +155,55 @@ def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILCon
 
 
 class ILModel:
-    """A loaded IL model: per-example losses for (id, label, embedding) rows."""
+    """A loaded IL model: per-example losses for (id, label, embedding) rows.
 
-    def __init__(self, path: str | Path):
+    ``trust_torchscript``: allow loading a TorchScript file, which executes code inside it.
+    """
+
+    def __init__(self, path: str | Path, trust_torchscript: bool = False):
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"{self.path}: no such IL model (a directory from `curate il train`, or a TorchScript file)")
         if self.path.is_file():
-            self._load_torchscript()
-        else:
-            self.config = store.read_config(self.path)
-            self.kind = self.config.get("kind", "head")
-            if self.kind == "cross-fit":
-                self.heads = [store.load_head(self.path / h)[0] for h in self.config["halves"]]
-                assign = read_table(self.path / self.config["assignment"])
-                self.assignment = dict(zip(assign.column("id").to_pylist(), assign.column("half").to_pylist()))
-                files = [self.path / h / store.WEIGHTS for h in self.config["halves"]] + [self.path / self.config["assignment"]]
-            else:
-                self.heads = [store.load_head(self.path)[0]]
-                files = [self.path / store.WEIGHTS]
+            _check_model_file(self.path)
+            self.labels = _torchscript_labels(self.path)
+            self.heads = [store.load_torchscript(self.path, trust=trust_torchscript)]
+            self.kind, self.config, self.dimension = "torchscript", {"labels": self.labels}, None
+            self.sha256 = file_sha256(self.path)
+            return
+        self.config = store.read_config(self.path)
+        cfg_path = self.path / store.CONFIG
+        self.kind = self.config.get("kind", "head")
+        if self.kind == "cross-fit":
+            halves = self.config.get("halves")
+            assignment = self.config.get("assignment")
+            if not (isinstance(halves, list) and len(halves) == 2 and all(isinstance(h, str) for h in halves)):
+                raise InputError(f"{cfg_path}: key 'halves' must list the two half directories; re-create the model with `curate il train --cross-fit`")
+            if not isinstance(assignment, str):
+                raise InputError(f"{cfg_path}: key 'assignment' must name the assignment Parquet; re-create the model with `curate il train --cross-fit`")
+            loaded = [store.load_head(self.path / h) for h in halves]
+            self.heads = [h for h, _ in loaded]
+            assign = read_table(self.path / assignment, columns=["id", "half"])
+            self.assignment = dict(zip(assign.column("id").to_pylist(), assign.column("half").to_pylist()))
+            files = [self.path / h / store.WEIGHTS for h in halves] + [self.path / assignment]
+            self.labels = store.check_labels(self.config, cfg_path, None)
+            if any(c.get("labels") != self.labels for _, c in loaded):
+                raise InputError(f"{cfg_path}: key 'labels' differs from the halves' labels; re-create the model with `curate il train --cross-fit`")
+            dims = {c["architecture"]["in_dim"] for _, c in loaded}
+            if len(dims) != 1:
+                raise InputError(f"{self.path}: the two halves take different input dimensions {sorted(dims)}; re-create the model with `curate il train --cross-fit`")
+            self.dimension = dims.pop()
+        elif self.kind == "head":
+            self.heads = [store.load_head(self.path)[0]]
+            files = [self.path / store.WEIGHTS]
             self.labels = self.config["labels"]
             self.dimension = int(self.config["architecture"]["in_dim"])
-            h = hashlib.sha256()
-            for f in files:
-                h.update(file_sha256(f).encode())
-            self.sha256 = h.hexdigest()
-
-    def _load_torchscript(self) -> None:
-        candidates = [self.path.with_name(self.path.name + ".labels.json"), self.path.parent / "labels.json"]
-        lab = next((c for c in candidates if c.exists()), None)
-        if lab is None:
-            raise InputError(f"{self.path}: a TorchScript IL model needs its label mapping as a JSON list in {candidates[1]}")
-        self.labels = json.loads(lab.read_text())
-        self.heads = [store.load_torchscript(self.path)]
-        self.kind, self.config, self.dimension = "torchscript", {"labels": self.labels}, None
-        self.sha256 = file_sha256(self.path)
+        else:
+            raise InputError(f"{cfg_path}: key 'kind' is {self.kind!r}; expected 'head' or 'cross-fit'")
+        h = hashlib.sha256()
+        for f in files:
+            h.update(file_sha256(f).encode())
+        self.sha256 = h.hexdigest()
 
     def check_dimension(self, d: int, where: str) -> None:
         if self.dimension is None:
@@ -192,12 +221,20 @@ class ILModel:
 
     @torch.no_grad()
     def losses(self, ids: list[str], labels: list[Any], X: np.ndarray, where: str) -> np.ndarray:
-        """Per-example CE (float64), each example scored by a model that never saw it."""
+        """Per-example CE (float64, (N,)), each example scored by a model that never saw it."""
         self.check_dimension(X.shape[1], where)
         y = torch.from_numpy(encode_labels(labels, self.labels, where, str(self.path)))
-        Xt = torch.from_numpy(X)
-        out = np.empty(len(ids), dtype=np.float64)
+        return self.index_losses(torch.from_numpy(X), y, ids, where).numpy()
+
+    @torch.no_grad()
+    def index_losses(self, X: torch.Tensor, y: torch.Tensor, ids: list[str] | None = None, where: str = "input") -> torch.Tensor:
+        """Per-example CE (float64, (N,), on CPU) for embeddings X (N, d) and class indices y (N,)
+        in the order of ``self.labels``. A cross-fit model needs the ids to pick the other half."""
+        X, y = X.detach().cpu().float(), y.detach().cpu().long()
+        out = torch.empty(len(y), dtype=torch.float64)
         if self.kind == "cross-fit":
+            if ids is None:
+                raise InputError(f"{self.path}: a cross-fit IL model needs the example ids to pick the half that did not see each one")
             halves = np.empty(len(ids), dtype=np.int64)
             for i, id_ in enumerate(ids):
                 h = self.assignment.get(id_)
@@ -205,14 +242,13 @@ class ILModel:
                     raise InputError(f"{where}: id {id_!r} is not in the cross-fit model {self.path}; "
                                      "a cross-fit IL model scores only the pool it was trained on")
                 halves[i] = h
-            groups = [(np.flatnonzero(halves == h), self.heads[1 - h]) for h in (0, 1)]
+            groups = [(torch.from_numpy(np.flatnonzero(halves == h)), self.heads[1 - h]) for h in (0, 1)]
         else:
-            groups = [(np.arange(len(ids)), self.heads[0])]
+            groups = [(torch.arange(len(y)), self.heads[0])]
         for idx, model in groups:
             for s in range(0, len(idx), 65536):
                 part = idx[s:s + 65536]
-                logits = model(Xt[part]).double()
-                out[part] = per_example_ce(logits, y[part]).numpy()
+                out[part] = per_example_ce(model(X[part]).double(), y[part])
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -221,8 +257,39 @@ class ILModel:
                 "val_loss": self.config.get("val_loss")}
 
 
-def info(path: str | Path) -> dict[str, Any]:
-    model = ILModel(path)
+def _check_model_file(path: Path) -> None:
+    kind = store.file_kind(path)
+    if kind == "parquet":
+        raise InputError(f"{path}: this is a Parquet file; --il takes a `curate il train` directory "
+                         f"(train one with `curate il train HOLDOUT.parquet -o IL_DIR`)")
+    if kind != "torchscript":
+        raise InputError(f"{path}: not an IL model; --il takes a `curate il train` directory (or a TorchScript file)")
+
+
+def _torchscript_labels(path: Path) -> list[Any]:
+    candidates = [path.with_name(path.name + ".labels.json"), path.parent / "labels.json"]
+    lab = next((c for c in candidates if c.is_file()), None)
+    if lab is None:
+        raise InputError(f"{path}: a TorchScript IL model needs its label mapping as a JSON list in {candidates[1]}")
+    try:
+        labels = json.loads(lab.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{lab}: not valid JSON ({e})") from None
+    if not isinstance(labels, list) or not labels:
+        raise InputError(f"{lab}: expected a non-empty JSON list of labels in logit order")
+    return labels
+
+
+def info(path: str | Path, trust_torchscript: bool = False) -> dict[str, Any]:
+    """What an IL model holds. A TorchScript file is not loaded (loading runs its code) unless trusted:
+    then only its path, size, sha256 and labels.json are reported."""
+    path = Path(path)
+    if path.is_file() and not trust_torchscript:
+        _check_model_file(path)
+        return {"path": str(path), "kind": "torchscript", "size": path.stat().st_size, "sha256": file_sha256(path),
+                "labels": _torchscript_labels(path), "dimension": None,
+                "loaded": False, "note": f"not loaded: loading would execute code inside the file ({store.TRUST_FLAG} to load it)"}
+    model = ILModel(path, trust_torchscript=trust_torchscript)
     cfg = dict(model.config)
     cfg.pop("curve", None)
     return {"path": str(model.path), "kind": model.kind, "sha256": model.sha256, "labels": model.labels,
