@@ -22,7 +22,8 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, root: str = "") -> Path:
+def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, root: str = "", source=None) -> Path:
+    """A scored file; with ``source`` its provenance records that input's fingerprint as `curate embed` does."""
     rng = np.random.default_rng(0)
     labels = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
     order = np.where(rng.random(n) < 0.2, np.arange(n), -1).astype(np.int32)
@@ -36,7 +37,14 @@ def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, 
         "gio_selected": pa.array(order >= 0),
         "gio_order": pa.array(order, pa.int32(), mask=order < 0),
     })
-    write_table(table, path, {"step": "score", "source": {"id_rule": id_rule, "root": root}})
+    prov = {"step": "score", "source": {"id_rule": id_rule, "root": root}}
+    if source is not None:
+        from curate.io.sources import open_source
+
+        src = open_source(source)
+        prov["inputs"] = src.fingerprint()
+        prov["source"]["root"] = str(src.root)
+    write_table(table, path, prov)
     return path
 
 
@@ -132,7 +140,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
     lines = [json.dumps({"id": f"r{i:04d}", "text": f"ünïcode text {i}", "x": i}, ensure_ascii=False) + "\n" for i in range(200)]
     src = tmp_path / "train.jsonl"
     src.write_text("".join(lines), encoding="utf-8")
-    scored = scored_file(tmp_path / "s.parquet")
+    scored = scored_file(tmp_path / "s.parquet", source=src)
     out = tmp_path / "kept.jsonl"
     assert run("prune", scored, "--keep", "rho > 0", "--source", src, "-o", out).exit_code == 0
     keep = set(pl.read_parquet(scored).filter(pl.col("rho") > 0)["id"])
@@ -143,7 +151,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
     csv_src = tmp_path / "train.csv"
     csv_src.write_text("".join(rows))
     scored2 = scored_file(tmp_path / "s2.parquet", id_rule="<relative file>:<row>", ids=[f"train.csv:{i}" for i in range(200)],
-                          root=str(tmp_path))
+                          source=csv_src)
     out2 = tmp_path / "kept.csv"
     r = run("prune", scored2, "--keep", "rho > 0", "--source", csv_src, "-o", out2)
     assert r.exit_code == 0, r.stderr
@@ -154,7 +162,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
 def test_source_parquet_and_image_folder(tmp_path):
     src = tmp_path / "train.parquet"
     pq.write_table(pa.table({"id": [f"r{i:04d}" for i in range(200)], "v": list(range(200))}), src)
-    scored = scored_file(tmp_path / "s.parquet")
+    scored = scored_file(tmp_path / "s.parquet", source=src)
     out = tmp_path / "kept.parquet"
     assert run("prune", scored, "--keep", "el2n > 0.7", "--source", src, "-o", out).exit_code == 0
     keep = pl.read_parquet(scored).filter(pl.col("el2n") > 0.7)["id"].to_list()
@@ -168,7 +176,7 @@ def test_source_parquet_and_image_folder(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(f"png {i}".encode())
         ids.append(p.relative_to(images).as_posix())
-    scored_img = scored_file(tmp_path / "si.parquet", id_rule="relative path", ids=ids, root=str(images))
+    scored_img = scored_file(tmp_path / "si.parquet", id_rule="relative path", ids=ids, source=images)
     for flag, name in (([], "links"), (["--copy"], "copies")):
         out_dir = tmp_path / name
         r = run("prune", scored_img, "--keep", "rho > 0", "--source", images, "-o", out_dir, *flag)
@@ -212,7 +220,9 @@ def test_bad_source_and_existing_output(tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"id": f"z{i}"}) + "\n" for i in range(10)))
     out = tmp_path / "o.jsonl"
-    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "are not in it", "r0000")
+    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "records no embedded input")
+    scored = scored_file(tmp_path / "s2.parquet", source=other)
+    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "are not in it")
     _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", tmp_path / "o.csv"], tmp_path / "o.csv", "must end in .jsonl")
     _fails(["prune", scored, "-o", tmp_path / "x.parquet"], tmp_path / "x.parquet", "nothing to do")
     existing = tmp_path / "e.parquet"
