@@ -238,6 +238,8 @@ def check_paths(scored: Path, output: Path, dropped: Path | None, source: Path |
     """Outputs distinct from each other and from every input; existing outputs need --overwrite."""
     named = [("-o", output)] + ([("--dropped", dropped)] if dropped is not None else [])
     inputs = [("the scored file", scored)] + ([("--source", source)] if source is not None and "*" not in str(source) else [])
+    if dropped is not None and dropped.is_dir():
+        raise InputError(f"--dropped {dropped}: is a directory; name a .csv, .jsonl or .parquet file")
     if dropped is not None and _same(output, dropped):
         raise InputError(f"--dropped {dropped}: is the same path as -o; give the removed ids their own file")
     for flag, out in named:
@@ -248,8 +250,8 @@ def check_paths(scored: Path, output: Path, dropped: Path | None, source: Path |
                 raise InputError(f"{flag} {out}: is inside {what} {inp}; write the result outside it")
         if out.exists() and not overwrite:
             raise InputError(f"{out}: output already exists; pass --overwrite to replace it")
-        if out.is_dir() and out.is_symlink():
-            raise InputError(f"{flag} {out}: is a symlink to a directory; name a new path")
+        if out.is_symlink():
+            raise InputError(f"{flag} {out}: is a symlink; name a new path")
 
 
 def check_source(source_spec: Path, prov: dict[str, Any], scored: Path):
@@ -312,6 +314,11 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
         if not single and output.suffix.lower() in (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
             raise InputError(f"-o {output}: --source {source} is a {'folder' if Path(source).is_dir() else 'pattern'}, "
                              "so the output is a folder; name one without a file suffix")
+    dir_out = src is not None and not Path(source).is_file()
+    if dir_out and output.is_file():
+        raise InputError(f"-o {output}: is a file, but the output of this --source is a folder; name a folder")
+    if not dir_out and output.is_dir():
+        raise InputError(f"-o {output}: is a directory; name a file")
     mask, reason, resolved = select(df, cfg, scored)
     removed = removed_counts(reason, mask)
     n_kept = int(mask.sum())
@@ -325,7 +332,6 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     record["prune"] = {**{k: v for k, v in base_record("prune").items() if k != "tool"}, "config": cfg.to_dict(),
                        "resolved_bounds": resolved, "quantile_interpolation": QUANTILE_METHOD, "quantile_ignored": ignored,
                        "scored": fingerprint(scored), "rows_in": df.height, "rows_kept": n_kept, "removed_by": removed}
-    dir_out = src is not None and not Path(source).is_file()
     targets = [(output, dir_out)] + ([(dropped, False)] if dropped is not None else [])
     with commit_all(targets) as tmps:
         if src is None:
