@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import polars.testing  # noqa: F401
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -229,3 +230,61 @@ def test_bad_source_and_existing_output(tmp_path):
     existing.write_bytes(b"x")
     r = run("prune", scored, "--keep", "rho > 0", "-o", existing)
     assert r.exit_code == 2 and "--overwrite" in r.stderr and existing.read_bytes() == b"x"
+
+
+def test_nulls_nan_and_null_conditions(tmp_path):
+    n = 60
+    el2n = [None if i % 10 == 0 else float("nan") if i % 10 == 1 else i / n for i in range(n)]
+    dup_of = [None if i % 3 else f"r{i - 1:04d}" for i in range(n)]
+    table = pa.table({"id": [f"r{i:04d}" for i in range(n)], "label": ["a", "b"] * (n // 2),
+                      "el2n": pa.array(el2n, pa.float64()), "dup_of": pa.array(dup_of, pa.string()),
+                      "flag": [i % 4 == 0 for i in range(n)]})
+    scored = tmp_path / "s.parquet"
+    write_table(table, scored, {"step": "score"})
+    values = np.array([v for v in el2n if v is not None and v == v])  # independent: numpy on the clean values
+    lo, hi = np.quantile(values, 0.2), np.quantile(values, 0.8)
+
+    out = tmp_path / "q.parquet"
+    r = run("prune", scored, "--keep", "el2n in [q0.2, q0.8]", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["resolved_bounds"]["el2n in [q0.2, q0.8]"] == {"q0.2": pytest.approx(lo), "q0.8": pytest.approx(hi)}
+    assert s["quantile_ignored"] == {"el2n": {"null": 6, "nan": 6}}
+    assert kept_ids(out) == [f"r{i:04d}" for i, v in enumerate(el2n) if v is not None and v == v and lo <= v <= hi]
+
+    out = tmp_path / "ne.parquet"
+    assert run("prune", scored, "--keep", "el2n != 0.5", "-o", out).exit_code == 0
+    assert kept_ids(out) == [f"r{i:04d}" for i, v in enumerate(el2n) if v is not None and v == v and v != 0.5]  # NaN never passes
+
+    out = tmp_path / "dup.parquet"
+    r = run("prune", scored, "--keep", "dup_of == null", "--keep", "flag == true", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    expect = [f"r{i:04d}" for i in range(n) if dup_of[i] is None and i % 4 == 0]
+    assert kept_ids(out) == expect
+    removed = json.loads(r.stdout)["removed_by"]
+    assert removed == {"dup_of == null": sum(d is not None for d in dup_of),
+                       "flag == true": sum(d is None and i % 4 != 0 for i, d in enumerate(dup_of))}
+
+    out = tmp_path / "nn.parquet"
+    assert run("prune", scored, "--keep", "dup_of != null", "-o", out).exit_code == 0
+    assert kept_ids(out) == [f"r{i:04d}" for i in range(n) if dup_of[i] is not None]
+
+    out = tmp_path / "empty.parquet"
+    r = run("prune", scored, "--keep", "el2n > 5", "-o", out, "--allow-empty", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert pq.read_table(out).num_rows == 0 and pq.read_table(out).schema.names == table.schema.names
+
+
+def test_kept_rows_streamed_in_batches_equal_one_filter(tmp_path):
+    from curate.io.parquet import open_parquet
+    from curate.prune.select import _write_kept
+
+    scored = scored_file(tmp_path / "s.parquet", n=100)
+    mask = np.arange(100) % 3 != 0
+    out = tmp_path / "o.parquet"
+    _write_kept(open_parquet(scored), mask, {"step": "prune"}, out, batch_rows=7)
+    expect = pq.read_table(scored).filter(pa.array(mask))
+    got = pq.read_table(out)
+    assert got.num_rows == 66 and pq.ParquetFile(out).metadata.num_row_groups > 1
+    pl.testing.assert_frame_equal(pl.from_arrow(got), pl.from_arrow(expect))  # NaN-aware comparison
+    assert read_provenance(out) == {"step": "prune"}
