@@ -105,7 +105,10 @@ def check_output(path: str | Path, overwrite: bool, *, inputs: Iterable[str | Pa
                 "--overwrite only replaces curate's own outputs: remove it yourself or choose another path"
             )
     parent.mkdir(parents=True, exist_ok=True)
-    lock.acquire(path)
+    try:
+        lock.acquire(path)
+    except OSError as e:  # e.g. root in an immutable directory, a read-only mount, a full disk
+        raise InputError(f"{path}: cannot write in {parent} ({e.strerror}); choose another output path") from None
     clean_leftovers(path)
     return path
 
