@@ -53,6 +53,7 @@ def paths(tmp_path):
     (tmp_path / "exists.csv").write_bytes(b"mine")
     (tmp_path / "adir").mkdir()
     (tmp_path / "adir" / "f").write_bytes(b"mine")
+    (tmp_path / "edir").mkdir()
     (tmp_path / "notparquet.parquet").write_text("hello")
     write_table(pa.table({"x": [1.0]}), tmp_path / "noid.parquet")
     return tmp_path
@@ -101,15 +102,16 @@ CASES = [
     (["{s}", *OK, "--random", "--seed", str(2**32)], ["0 to"]),
     (["{s}", *OK, "--random", "--seed", "x"], ["not an integer"]),
     # paths
-    (["{s}", *OK, "--dropped", "{o}"], ["same path as -o"]),
-    (["{s}", *OK, "-o", "{s}"], ["is the scored file"]),
-    (["{s}", *OK, "--dropped", "{s}"], ["--dropped", "is the scored file"]),
-    (["{s}", *OK, "--source", "{src}", "-o", "{src}"], ["is --source"]),
-    (["{s}", *OK, "--source", "{src}", "--dropped", "{src}", "-o", "{tmp}/k.jsonl"], ["--dropped", "is --source"]),
+    (["{s}", *OK, "--dropped", "{o}"], ["same output path"]),
+    (["{s}", *OK, "-o", "{s}"], ["output is the input"]),
+    (["{s}", *OK, "--dropped", "{s}"], ["output is the input", "s.parquet"]),
+    (["{s}", *OK, "--source", "{src}", "-o", "{src}"], ["output is the input"]),
+    (["{s}", *OK, "--source", "{src}", "--dropped", "{src}", "-o", "{tmp}/k.jsonl"], ["output is the input", "train.jsonl"]),
     (["{s}", *OK, "-o", "{tmp}/exists.parquet"], ["already exists", "--overwrite"]),
     (["{s}", *OK, "--dropped", "{tmp}/exists.csv"], ["already exists", "--overwrite"]),
-    (["{s}", *OK, "--dropped", "{tmp}/adir", "--overwrite"], ["is a directory"]),
-    (["{s}", *OK, "-o", "{tmp}/adir", "--overwrite"], ["is a directory"]),
+    (["{s}", *OK, "--dropped", "{tmp}/adir", "--overwrite"], ["--dropped", "is a directory"]),
+    (["{s}", *OK, "-o", "{tmp}/edir", "--overwrite"], ["is a directory"]),
+    (["{s}", *OK, "-o", "{tmp}/adir", "--overwrite"], ["not written by curate"]),
     (["{simg}", *OK, "--source", "{img}", "-o", "{img}/out"], ["inside --source"]),
     (["{tmp}/missing.parquet", *OK], ["no such file"]),
     (["{tmp}/notparquet.parquet", *OK], ["not a readable Parquet file"]),

@@ -157,22 +157,23 @@ def test_changed_source_is_refused_before_writing(tmp_path):
                  "changed since it was embedded", "re-run `curate embed`", root=tmp_path)
 
 
-def test_output_and_dropped_commit_together(tmp_path):
-    from curate.prune.commit import commit_all
+def test_output_and_dropped_commit_together(tmp_path, monkeypatch):
+    """A failure after -o is fully written (here: a full disk in the --dropped writer) leaves neither output."""
+    from curate.prune import writers
 
-    out, dropped = tmp_path / "o.jsonl", tmp_path / "d.csv"
-    try:
-        with commit_all([(out, False), (dropped, False)]) as (a, b):
-            a.write_text("kept")
-            b.write_text("dropped")
-            raise RuntimeError("fails after both were written")
-    except RuntimeError:
-        pass
-    assert list(tmp_path.iterdir()) == []  # neither output, no temporaries
-    with commit_all([(out, False), (tmp_path / "dir", True)]) as (a, b):
-        a.write_text("kept")
-        (b / "x").write_text("x")
-    assert out.read_text() == "kept" and (tmp_path / "dir" / "x").read_text() == "x"
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"t": i}) + "\n" for i in range(6)))
+    scored = scored_for(src, [f"d.jsonl:{i}" for i in range(6)], tmp_path / "s.parquet")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def disk_full(ids, reasons, path, name):
+        Path(path).write_text("id,removed_by\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers, "write_dropped", disk_full)
+    r = run("prune", scored, "--keep", "s > 0", "--source", src, "-o", tmp_path / "o.jsonl", "--dropped", tmp_path / "d.csv")
+    assert r.exit_code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # neither output, no temporaries, no locks
 
 
 def test_dropped_is_written_with_the_output(tmp_path):

@@ -68,7 +68,7 @@ def prune_cmd(
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Write an empty result instead of failing when no row is kept."),
     source: Optional[Path] = typer.Option(None, "--source", help="The input given to `curate embed` (a table file, a folder or glob of tables, or an image folder); its kept records are written to -o (a folder for folders and globs). Must be unchanged since embedding."),
     copy: bool = typer.Option(False, "--copy", help="Image folders: copy files instead of symlinking."),
-    dropped: Optional[Path] = typer.Option(None, "--dropped", help="Also write removed ids and the condition that removed each (.csv/.jsonl/.parquet)."),
+    dropped: Optional[Path] = typer.Option(None, "--dropped", help="Also write removed ids and the condition that removed each (.parquet, .jsonl, else CSV); committed together with -o."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:

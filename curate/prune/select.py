@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
+from curate.io.atomic import atomic_group, check_distinct, check_output
 from curate.io.parquet import WRITE_OPTIONS, open_parquet, read_provenance, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.prune.conditions import Bound, Condition, parse_condition
@@ -230,28 +231,16 @@ def removed_counts(reason: np.ndarray, mask: np.ndarray) -> dict[str, int]:
     return dict(zip(removed["reason"].to_list(), removed["n"].to_list()))
 
 
-def _same(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
 def check_paths(scored: Path, output: Path, dropped: Path | None, source: Path | None, overwrite: bool) -> None:
-    """Outputs distinct from each other and from every input; existing outputs need --overwrite."""
-    named = [("-o", output)] + ([("--dropped", dropped)] if dropped is not None else [])
-    inputs = [("the scored file", scored)] + ([("--source", source)] if source is not None and "*" not in str(source) else [])
+    """Outputs distinct from each other and from every input, and replaceable; locks them (curate.io.atomic)."""
+    check_distinct(output, dropped)
     if dropped is not None and dropped.is_dir():
         raise InputError(f"--dropped {dropped}: is a directory; name a .csv, .jsonl or .parquet file")
-    if dropped is not None and _same(output, dropped):
-        raise InputError(f"--dropped {dropped}: is the same path as -o; give the removed ids their own file")
-    for flag, out in named:
-        for what, inp in inputs:
-            if _same(out, inp):
-                raise InputError(f"{flag} {out}: is {what}; write the result to a new path")
-            if inp.is_dir() and out.resolve().is_relative_to(inp.resolve()):
-                raise InputError(f"{flag} {out}: is inside {what} {inp}; write the result outside it")
-        if out.exists() and not overwrite:
-            raise InputError(f"{out}: output already exists; pass --overwrite to replace it")
-        if out.is_symlink():
-            raise InputError(f"{flag} {out}: is a symlink; name a new path")
+    src_dir = source if source is not None and source.is_dir() else None
+    for flag, out in [("-o", output)] + ([("--dropped", dropped)] if dropped is not None else []):
+        if src_dir is not None and src_dir.resolve() in out.resolve().parents:
+            raise InputError(f"{flag} {out}: is inside --source {source}; write the result outside it")
+        check_output(out, overwrite, inputs=[scored, source])
 
 
 def check_source(source_spec: Path, prov: dict[str, Any], scored: Path):
@@ -297,7 +286,6 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     ``-o`` and ``--dropped`` are committed together: both appear, or neither changes.
     """
     from curate.prune import writers
-    from curate.prune.commit import commit_all
 
     scored, output = Path(scored), Path(output)
     dropped = Path(dropped) if dropped is not None else None
@@ -332,8 +320,9 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     record["prune"] = {**{k: v for k, v in base_record("prune").items() if k != "tool"}, "config": cfg.to_dict(),
                        "resolved_bounds": resolved, "quantile_interpolation": QUANTILE_METHOD, "quantile_ignored": ignored,
                        "scored": fingerprint(scored), "rows_in": df.height, "rows_kept": n_kept, "removed_by": removed}
-    targets = [(output, dir_out)] + ([(dropped, False)] if dropped is not None else [])
-    with commit_all(targets) as tmps:
+    with atomic_group([output] + ([dropped] if dropped is not None else [])) as tmps:
+        if dir_out:
+            tmps[0].mkdir()
         if src is None:
             _write_kept(pf, mask, record, tmps[0])
         elif isinstance(src, writers.ImageFolderSource):
