@@ -70,12 +70,14 @@ def test_csv_with_bom_crlf_quoted_newlines_and_blank_lines(tmp_path):
     assert got == [records[i] for i in kept_positions(len(records))]
 
 
-def test_csv_with_id_column_keeps_leading_zeros(tmp_path):
+def test_csv_with_id_column_uses_embeds_ids(tmp_path):
     text = "id,text\n" + "".join(f"{i:03d},x{i}\n" for i in range(9))
     src = tmp_path / "d.csv"
     src.write_text(text)
-    # embed reads the id column with pyarrow, which makes 007 the integer 7: ids are "7", not "007".
-    scored = scored_for(src, [str(i) for i in range(9)], tmp_path / "s.parquet", id_rule="column id")
+    # The ids embed stores for this column (whether it keeps "007" or reads 7) are the ones prune must match.
+    embed_ids = [i for b in open_source(src).rows([], "id") for i in b.column("id").to_pylist()]
+    assert len(embed_ids) == 9
+    scored = scored_for(src, embed_ids, tmp_path / "s.parquet", id_rule="column id")
     out = tmp_path / "o.csv"
     r = run("prune", scored, "--keep", "s > 0", "--source", src, "-o", out)
     assert r.exit_code == 0, r.stderr
