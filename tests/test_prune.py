@@ -11,17 +11,8 @@ import polars.testing  # noqa: F401
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
-
-from curate.cli import app
+from conftest import assert_fails, run
 from curate.io.parquet import embedding_column, read_provenance, write_table
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
 
 def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, root: str = "", source=None) -> Path:
     """A scored file; with ``source`` its provenance records that input's fingerprint as `curate embed` does."""
@@ -191,13 +182,7 @@ def test_source_parquet_and_image_folder(tmp_path):
 
 
 def _fails(args, out, *fragments):
-    r = run(*args)
-    assert r.exit_code == 2, (r.exit_code, r.stderr)
-    line = r.stderr.strip()
-    assert line.startswith("curate: error:") and "\n" not in line
-    for f in fragments:
-        assert f in line, line
-    assert not Path(out).exists()
+    assert_fails(args, *fragments, out=out, root=Path(out).parent)
 
 
 @pytest.mark.parametrize("expr,fragment", [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from itertools import zip_longest
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
-from curate.io.sources import ImageFolderSource, Source, TableSource
+from curate.io.sources import ImageFolderSource, TableSource
 
 BOM = b"\xef\xbb\xbf"
 _END = object()
@@ -158,7 +157,3 @@ def write_dropped(ids: pa.Array, reasons: pa.Array, path: Path, target_name: str
         df.write_ndjson(path)
     else:
         df.write_csv(path)
-
-
-def source_kind(source: Source) -> str:
-    return "images" if isinstance(source, ImageFolderSource) else source.fmt
