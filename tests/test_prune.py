@@ -7,22 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import polars.testing  # noqa: F401
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
-
-from curate.cli import app
+from conftest import assert_fails, run
 from curate.io.parquet import embedding_column, read_provenance, write_table
 
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, root: str = "") -> Path:
+def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, root: str = "", source=None) -> Path:
+    """A scored file; with ``source`` its provenance records that input's fingerprint as `curate embed` does."""
     rng = np.random.default_rng(0)
     labels = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
     order = np.where(rng.random(n) < 0.2, np.arange(n), -1).astype(np.int32)
@@ -36,7 +29,14 @@ def scored_file(path: Path, n: int = 200, id_rule: str = "column id", ids=None, 
         "gio_selected": pa.array(order >= 0),
         "gio_order": pa.array(order, pa.int32(), mask=order < 0),
     })
-    write_table(table, path, {"step": "score", "source": {"id_rule": id_rule, "root": root}})
+    prov = {"step": "score", "source": {"id_rule": id_rule, "root": root}}
+    if source is not None:
+        from curate.io.sources import open_source
+
+        src = open_source(source)
+        prov["inputs"] = src.fingerprint()
+        prov["source"]["root"] = str(src.root)
+    write_table(table, path, prov)
     return path
 
 
@@ -132,7 +132,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
     lines = [json.dumps({"id": f"r{i:04d}", "text": f"ünïcode text {i}", "x": i}, ensure_ascii=False) + "\n" for i in range(200)]
     src = tmp_path / "train.jsonl"
     src.write_text("".join(lines), encoding="utf-8")
-    scored = scored_file(tmp_path / "s.parquet")
+    scored = scored_file(tmp_path / "s.parquet", source=src)
     out = tmp_path / "kept.jsonl"
     assert run("prune", scored, "--keep", "rho > 0", "--source", src, "-o", out).exit_code == 0
     keep = set(pl.read_parquet(scored).filter(pl.col("rho") > 0)["id"])
@@ -143,7 +143,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
     csv_src = tmp_path / "train.csv"
     csv_src.write_text("".join(rows))
     scored2 = scored_file(tmp_path / "s2.parquet", id_rule="<relative file>:<row>", ids=[f"train.csv:{i}" for i in range(200)],
-                          root=str(tmp_path))
+                          source=csv_src)
     out2 = tmp_path / "kept.csv"
     r = run("prune", scored2, "--keep", "rho > 0", "--source", csv_src, "-o", out2)
     assert r.exit_code == 0, r.stderr
@@ -154,7 +154,7 @@ def test_source_jsonl_and_csv_written_back_verbatim(tmp_path):
 def test_source_parquet_and_image_folder(tmp_path):
     src = tmp_path / "train.parquet"
     pq.write_table(pa.table({"id": [f"r{i:04d}" for i in range(200)], "v": list(range(200))}), src)
-    scored = scored_file(tmp_path / "s.parquet")
+    scored = scored_file(tmp_path / "s.parquet", source=src)
     out = tmp_path / "kept.parquet"
     assert run("prune", scored, "--keep", "el2n > 0.7", "--source", src, "-o", out).exit_code == 0
     keep = pl.read_parquet(scored).filter(pl.col("el2n") > 0.7)["id"].to_list()
@@ -168,7 +168,7 @@ def test_source_parquet_and_image_folder(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(f"png {i}".encode())
         ids.append(p.relative_to(images).as_posix())
-    scored_img = scored_file(tmp_path / "si.parquet", id_rule="relative path", ids=ids, root=str(images))
+    scored_img = scored_file(tmp_path / "si.parquet", id_rule="relative path", ids=ids, source=images)
     for flag, name in (([], "links"), (["--copy"], "copies")):
         out_dir = tmp_path / name
         r = run("prune", scored_img, "--keep", "rho > 0", "--source", images, "-o", out_dir, *flag)
@@ -182,13 +182,7 @@ def test_source_parquet_and_image_folder(tmp_path):
 
 
 def _fails(args, out, *fragments):
-    r = run(*args)
-    assert r.exit_code == 2, (r.exit_code, r.stderr)
-    line = r.stderr.strip()
-    assert line.startswith("curate: error:") and "\n" not in line
-    for f in fragments:
-        assert f in line, line
-    assert not Path(out).exists()
+    assert_fails(args, *fragments, out=out, root=Path(out).parent)
 
 
 @pytest.mark.parametrize("expr,fragment", [
@@ -212,10 +206,70 @@ def test_bad_source_and_existing_output(tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"id": f"z{i}"}) + "\n" for i in range(10)))
     out = tmp_path / "o.jsonl"
-    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "are not in it", "r0000")
+    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "records no embedded input")
+    scored = scored_file(tmp_path / "s2.parquet", source=other)
+    _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", out], out, "are not in it")
     _fails(["prune", scored, "--keep", "rho > 0", "--source", other, "-o", tmp_path / "o.csv"], tmp_path / "o.csv", "must end in .jsonl")
     _fails(["prune", scored, "-o", tmp_path / "x.parquet"], tmp_path / "x.parquet", "nothing to do")
     existing = tmp_path / "e.parquet"
     existing.write_bytes(b"x")
     r = run("prune", scored, "--keep", "rho > 0", "-o", existing)
     assert r.exit_code == 2 and "--overwrite" in r.stderr and existing.read_bytes() == b"x"
+
+
+def test_nulls_nan_and_null_conditions(tmp_path):
+    n = 60
+    el2n = [None if i % 10 == 0 else float("nan") if i % 10 == 1 else i / n for i in range(n)]
+    dup_of = [None if i % 3 else f"r{i - 1:04d}" for i in range(n)]
+    table = pa.table({"id": [f"r{i:04d}" for i in range(n)], "label": ["a", "b"] * (n // 2),
+                      "el2n": pa.array(el2n, pa.float64()), "dup_of": pa.array(dup_of, pa.string()),
+                      "flag": [i % 4 == 0 for i in range(n)]})
+    scored = tmp_path / "s.parquet"
+    write_table(table, scored, {"step": "score"})
+    values = np.array([v for v in el2n if v is not None and v == v])  # independent: numpy on the clean values
+    lo, hi = np.quantile(values, 0.2), np.quantile(values, 0.8)
+
+    out = tmp_path / "q.parquet"
+    r = run("prune", scored, "--keep", "el2n in [q0.2, q0.8]", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["resolved_bounds"]["el2n in [q0.2, q0.8]"] == {"q0.2": pytest.approx(lo), "q0.8": pytest.approx(hi)}
+    assert s["quantile_ignored"] == {"el2n": {"null": 6, "nan": 6}}
+    assert kept_ids(out) == [f"r{i:04d}" for i, v in enumerate(el2n) if v is not None and v == v and lo <= v <= hi]
+
+    out = tmp_path / "ne.parquet"
+    assert run("prune", scored, "--keep", "el2n != 0.5", "-o", out).exit_code == 0
+    assert kept_ids(out) == [f"r{i:04d}" for i, v in enumerate(el2n) if v is not None and v == v and v != 0.5]  # NaN never passes
+
+    out = tmp_path / "dup.parquet"
+    r = run("prune", scored, "--keep", "dup_of == null", "--keep", "flag == true", "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    expect = [f"r{i:04d}" for i in range(n) if dup_of[i] is None and i % 4 == 0]
+    assert kept_ids(out) == expect
+    removed = json.loads(r.stdout)["removed_by"]
+    assert removed == {"dup_of == null": sum(d is not None for d in dup_of),
+                       "flag == true": sum(d is None and i % 4 != 0 for i, d in enumerate(dup_of))}
+
+    out = tmp_path / "nn.parquet"
+    assert run("prune", scored, "--keep", "dup_of != null", "-o", out).exit_code == 0
+    assert kept_ids(out) == [f"r{i:04d}" for i in range(n) if dup_of[i] is not None]
+
+    out = tmp_path / "empty.parquet"
+    r = run("prune", scored, "--keep", "el2n > 5", "-o", out, "--allow-empty", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert pq.read_table(out).num_rows == 0 and pq.read_table(out).schema.names == table.schema.names
+
+
+def test_kept_rows_streamed_in_batches_equal_one_filter(tmp_path):
+    from curate.io.parquet import open_parquet
+    from curate.prune.select import _write_kept
+
+    scored = scored_file(tmp_path / "s.parquet", n=100)
+    mask = np.arange(100) % 3 != 0
+    out = tmp_path / "o.parquet"
+    _write_kept(open_parquet(scored), mask, {"step": "prune"}, out, batch_rows=7)
+    expect = pq.read_table(scored).filter(pa.array(mask))
+    got = pq.read_table(out)
+    assert got.num_rows == 66 and pq.ParquetFile(out).metadata.num_row_groups > 1
+    pl.testing.assert_frame_equal(pl.from_arrow(got), pl.from_arrow(expect))  # NaN-aware comparison
+    assert read_provenance(out) == {"step": "prune"}

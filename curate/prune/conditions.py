@@ -1,9 +1,10 @@
 """``--keep`` conditions: ``COLUMN OP VALUE`` or ``COLUMN in [LOW, HIGH]``.
 
-``OP`` is one of ``> >= < <= ==``; a bound is a number (negative and scientific notation are
-fine: rho is signed), ``true``/``false`` for boolean columns, or a quantile ``qF`` of that
-column with F in [0, 1] (``q0.25``), resolved globally or per class. Interval bounds are
-inclusive.
+``OP`` is one of ``> >= < <= == !=``; a bound is a number (negative and scientific notation are
+fine: rho is signed), ``true``/``false`` for boolean columns, a quantile ``qF`` of that column
+with F in [0, 1] (``q0.25``), resolved globally or per class over its non-null, non-NaN values,
+or ``null`` (only with ``==``/``!=``, any column type: ``dup_of == null``). Interval bounds
+are inclusive; an interval whose low bound exceeds its high bound is malformed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from curate.errors import InputError
 
 _NAME = r"[A-Za-z_][\w.\-]*"
-_CMP = re.compile(rf"^\s*({_NAME})\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
+_CMP = re.compile(rf"^\s*({_NAME})\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 _IN = re.compile(rf"^\s*({_NAME})\s+in\s+\[\s*([^,\]\s]+)\s*,\s*([^,\]\s]+)\s*\]\s*$")
 _HELP = "write e.g. 'el2n in [q0.1, q0.9]', 'rho > 0' or 'grand <= 2.5'"
 
@@ -25,12 +26,15 @@ class Bound:
 
     value: float | bool | None = None
     quantile: float | None = None
+    null: bool = False
 
     @property
     def is_quantile(self) -> bool:
         return self.quantile is not None
 
     def __str__(self) -> str:
+        if self.null:
+            return "null"
         return f"q{self.quantile:g}" if self.is_quantile else str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
 
 
@@ -38,16 +42,22 @@ class Bound:
 class Condition:
     text: str
     column: str
-    op: str  # one of > >= < <= == in
+    op: str  # one of > >= < <= == != in
     low: Bound
     high: Bound | None = None  # for "in"
 
     def bounds(self) -> list[Bound]:
         return [self.low] + ([self.high] if self.high is not None else [])
 
+    @property
+    def is_null_test(self) -> bool:
+        return self.low.null
+
 
 def _bound(token: str, expr: str) -> Bound:
     t = token.strip()
+    if t.lower() == "null":
+        return Bound(null=True)
     if t.lower() in ("true", "false"):
         return Bound(value=t.lower() == "true")
     if t[:1] in ("q", "Q"):
@@ -73,11 +83,17 @@ def parse_condition(expr: str) -> Condition:
     if m:
         col, lo, hi = m.groups()
         low, high = _bound(lo, expr), _bound(hi, expr)
-        if not low.is_quantile and not high.is_quantile and low.value > high.value:
-            raise InputError(f"--keep {expr!r}: the interval is empty ({lo} > {hi})")
+        if low.null or high.null:
+            raise InputError(f"--keep {expr!r}: null cannot bound an interval; write '{col} == null' or '{col} != null'")
+        a, b = (low.quantile, high.quantile) if low.is_quantile and high.is_quantile else (low.value, high.value)
+        if low.is_quantile == high.is_quantile and a > b:
+            raise InputError(f"--keep {expr!r}: malformed condition, the interval is empty ({lo} > {hi}); write the low bound first")
         return Condition(expr, col, "in", low, high)
     m = _CMP.match(expr)
     if m:
         col, op, val = m.groups()
-        return Condition(expr, col, op, _bound(val, expr))
+        bound = _bound(val, expr)
+        if bound.null and op not in ("==", "!="):
+            raise InputError(f"--keep {expr!r}: null compares only with == or != (e.g. '{col} == null')")
+        return Condition(expr, col, op, bound)
     raise InputError(f"--keep {expr!r}: not a condition; {_HELP}")

@@ -1,62 +1,59 @@
 """Writing the kept records in the source's own format.
 
-JSONL lines and CSV records are copied byte for byte; Parquet rows keep their schema; an image
-folder becomes a folder of symlinks (or copies). Ids are derived exactly as ``curate embed``
-derived them (recorded in the scored file's provenance under ``source.id_rule``).
+JSONL lines and CSV records are copied byte for byte (blank lines dropped, a leading BOM kept);
+Parquet rows keep their schema; an image folder becomes a folder of symlinks (or copies). Every
+record's id comes from :meth:`curate.io.sources.TableSource.rows`, the very code ``curate embed``
+used, so record addressing cannot drift from embedding: the raw records are only zipped with it,
+and a count mismatch is an error rather than a silent shift.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
-from curate.io.atomic import atomic_dir, atomic_path
-from curate.io.sources import IMAGE_SUFFIXES, TABLE_FORMATS
+from curate.io.sources import ImageFolderSource, TableSource
+
+BOM = b"\xef\xbb\xbf"
+_END = object()
 
 
-def _id_rule(prov: dict[str, Any], source: Path) -> tuple[str | None, str]:
-    """(id column or None, prefix for derived ``<file>:<row>`` ids)."""
-    src = prov.get("source") or {}
-    rule = src.get("id_rule", "")
-    if rule.startswith("column "):
-        return rule[len("column "):], ""
-    root = src.get("root")
-    try:
-        rel = source.resolve().relative_to(Path(root)).as_posix() if root else source.name
-    except ValueError:
-        rel = source.name
-    return None, rel
+def _ids(source: TableSource, f: Path, id_col: str | None) -> Iterator[pa.Array]:
+    """Id batches of one file, derived exactly as embed derived them."""
+    one = TableSource(files=(f,), root=source.root, fmt=source.fmt)
+    for batch in one.rows([], id_col):
+        yield batch.column("id")
 
 
-def _records_jsonl(path: Path, id_col: str | None, rel: str) -> Iterator[tuple[str, bytes]]:
-    with open(path, "rb") as f:
-        row = 0
-        for line in f:
-            if not line.strip():
-                continue
-            if id_col:
-                try:
-                    value = json.loads(line)[id_col]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise InputError(f"{path}: line {row + 1} has no {id_col!r} field; is this the file that was embedded?") from None
-                yield str(value), line
-            else:
-                yield f"{rel}:{row}", line
-            row += 1
+def _raw_jsonl(path: Path) -> tuple[bytes, Iterator[bytes]]:
+    def records():
+        with open(path, "rb") as fh:
+            first = True
+            for line in fh:
+                if first and line.startswith(BOM):
+                    line = line[len(BOM):]
+                first = False
+                if line.strip():  # pyarrow's JSON reader skips blank lines too
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
+    with open(path, "rb") as fh:
+        head = BOM if fh.read(3) == BOM else b""
+    return head, records()
 
 
-def _records_csv(path: Path, id_col: str | None, rel: str) -> tuple[bytes, Iterator[tuple[str, bytes]]]:
-    """The header's raw text, and (id, raw record text) for every record, quoted newlines included."""
-    f = open(path, newline="", encoding="utf-8")
+def _raw_csv(path: Path) -> tuple[bytes, Iterator[bytes]]:
+    """The header's raw bytes (BOM included), and the raw bytes of every non-blank record."""
+    with open(path, "rb") as fh:
+        bom = fh.read(3) == BOM
+    f = open(path, newline="", encoding="utf-8-sig")
     buf: list[str] = []
 
     def lines():
@@ -65,87 +62,98 @@ def _records_csv(path: Path, id_col: str | None, rel: str) -> tuple[bytes, Itera
             yield line
 
     reader = csv.reader(lines())
-    header = next(reader)
-    head = "".join(buf).encode()
+    next(reader, None)
+    head = (BOM if bom else b"") + "".join(buf).encode()
     buf.clear()
-    col = header.index(id_col) if id_col and id_col in header else None
-    if id_col and col is None:
-        raise InputError(f"{path}: no column {id_col!r}; is this the file that was embedded?")
 
     def records():
         try:
-            for row, rec in enumerate(reader):
+            for rec in reader:
                 raw = "".join(buf).encode()
                 buf.clear()
-                yield (rec[col] if col is not None else f"{rel}:{row}"), raw
+                if rec:  # a blank line: pyarrow's CSV reader skips it, so it is no record
+                    yield raw
         finally:
             f.close()
 
     return head, records()
 
 
-def write_source(source: Path, output: Path, keep: set[str], scored_ids: set[str], prov: dict[str, Any], copy: bool = False) -> None:
-    """Write the records of ``source`` whose ids are in ``keep`` to ``output``, in source's format."""
-    if not source.exists():
-        raise InputError(f"--source {source}: no such file or directory")
-    if source.is_dir():
-        return _write_images(source, output, keep, scored_ids, copy)
-    fmt = TABLE_FORMATS.get(source.suffix.lower())
-    if fmt is None:
-        raise InputError(f"--source {source}: unknown format {source.suffix!r}; expected .jsonl, .csv, .parquet or an image folder")
-    if output.suffix.lower() != source.suffix.lower():
-        raise InputError(f"-o {output}: --source is {fmt.upper()}, so the output must end in {source.suffix}")
-    id_col, rel = _id_rule(prov, source)
-    seen: set[str] = set()
-    with atomic_path(output) as tmp:
-        if fmt == "parquet":
-            table = pq.read_table(source)
-            ids = (table.column(id_col).cast(pa.string()).to_pylist() if id_col else [f"{rel}:{i}" for i in range(len(table))])
-            seen = set(ids)
-            _check_ids(source, scored_ids, seen)
-            pq.write_table(table.filter(pa.array([i in keep for i in ids])), tmp)
+def _matched(scored_ids: pa.Array, ids: pa.Array) -> int:
+    return pc.sum(pc.is_in(ids, value_set=scored_ids)).as_py() or 0
+
+
+def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> tuple[int, int]:
+    """Write the kept records of table file ``f`` to ``out``; return (records in f, scored ids found)."""
+    total = found = 0
+    if source.fmt == "parquet":
+        pf = pq.ParquetFile(f)
+        writer = pq.ParquetWriter(out, pf.schema_arrow)
+        try:
+            id_batches = _ids(source, f, id_col)
+            for batch in pf.iter_batches(batch_size=4096):
+                ids = next(id_batches)
+                total += len(ids)
+                found += _matched(scored_ids, ids)
+                writer.write_batch(batch.filter(pc.is_in(ids, value_set=keep)))
+        finally:
+            writer.close()
+        return total, found
+    head, records = (_raw_csv if source.fmt == "csv" else _raw_jsonl)(f)
+    with open(out, "wb") as fh:
+        fh.write(head)
+        raw_iter = iter(records)
+        for ids in _ids(source, f, id_col):
+            total += len(ids)
+            found += _matched(scored_ids, ids)
+            for k in pc.is_in(ids, value_set=keep).to_pylist():
+                raw = next(raw_iter, _END)
+                if raw is _END:
+                    raise InputError(f"--source {f}: its records could not be split as embed read them; re-save it as Parquet")
+                if k:
+                    fh.write(raw)
+        if next(raw_iter, _END) is not _END:
+            raise InputError(f"--source {f}: its records could not be split as embed read them; re-save it as Parquet")
+    return total, found
+
+
+def write_tables(source: TableSource, single: bool, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> None:
+    """One file to ``out``, or (directory/glob input) each file to ``out/<path relative to the input>``."""
+    found = 0
+    for f in source.files:
+        target = out if single else out / f.relative_to(source.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        found += write_table_file(source, f, id_col, keep, scored_ids, target)[1]
+    _check_found(source.root if not single else source.files[0], len(scored_ids), found)
+
+
+def write_images(source: ImageFolderSource, keep: pa.Array, scored_ids: pa.Array, out: Path, copy: bool) -> None:
+    rel = pa.array([p.relative_to(source.root).as_posix() for p in source.images], pa.string())
+    _check_found(source.root, len(scored_ids), _matched(scored_ids, rel))
+    for rid in sorted(keep.to_pylist()):
+        src, dst = source.root / rid, out / rid
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if copy:
+            shutil.copy2(src, dst)
         else:
-            with open(tmp, "wb") as out:
-                if fmt == "csv":
-                    head, records = _records_csv(source, id_col, rel)
-                    out.write(head)
-                else:
-                    records = _records_jsonl(source, id_col, rel)
-                for rid, raw in records:
-                    seen.add(rid)
-                    if rid in keep:
-                        out.write(raw)
-            _check_ids(source, scored_ids, seen)
+            os.symlink(src, dst)
 
 
-def _check_ids(source: Path, scored: set[str], seen: set[str]) -> None:
-    missing = scored - seen
-    if missing:
-        example = sorted(missing)[:3]
-        raise InputError(f"--source {source}: {len(missing)} id(s) of the scored file are not in it (e.g. {', '.join(example)}); "
-                         "pass the file that was embedded")
+def _check_found(where: Path, n_scored: int, found: int) -> None:
+    if found != n_scored:
+        raise InputError(f"--source {where}: {n_scored - found} id(s) of the scored file are not in it; "
+                         "pass the input that was embedded, exactly as it was given to `curate embed`")
 
 
-def _write_images(source: Path, output: Path, keep: set[str], scored_ids: set[str], copy: bool) -> None:
-    seen = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-    _check_ids(source, scored_ids, seen)
-    with atomic_dir(output) as tmp:
-        for rid in sorted(keep):
-            src, dst = source / rid, tmp / rid
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if copy:
-                shutil.copy2(src, dst)
-            else:
-                os.symlink(src.resolve(), dst)
+def write_dropped(ids: pa.Array, reasons: pa.Array, path: Path, target_name: str) -> None:
+    """Removed ids and the condition that removed each, as CSV, JSONL or Parquet by ``target_name``'s suffix."""
+    import polars as pl
 
-
-def write_frame(df: pl.DataFrame, path: Path) -> None:
-    """A small table (e.g. --dropped) as CSV, JSONL or Parquet by its suffix."""
-    suffix = path.suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.write_parquet(tmp)
-        elif suffix in (".jsonl", ".ndjson"):
-            df.write_ndjson(tmp)
-        else:
-            df.write_csv(tmp)
+    df = pl.DataFrame({"id": pl.Series(ids.to_pylist(), dtype=pl.Utf8), "removed_by": pl.Series(reasons.to_pylist(), dtype=pl.Utf8)})
+    suffix = Path(target_name).suffix.lower()
+    if suffix == ".parquet":
+        df.write_parquet(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        df.write_ndjson(path)
+    else:
+        df.write_csv(path)
