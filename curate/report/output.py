@@ -34,12 +34,12 @@ def _ours_html(path: Path) -> bool:
 
 def check(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse outputs that equal an input, exist without --overwrite, or were not written by curate."""
-    if output.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"-o {output}: the report is HTML; give a name ending in .html")
     pngs = files_dir(output)
     for p in inputs:
-        if p.exists() and (output.resolve() == p.resolve() or pngs.resolve() == p.resolve()):
+        if output.resolve() == p.resolve() or pngs.resolve() == p.resolve():
             raise InputError(f"-o {output}: is an input of this command; choose another output name")
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"-o {output}: the report is HTML; give a name ending in .html")
     if output.is_dir():
         raise InputError(f"-o {output}: is a directory; give the HTML file name")
     if output.exists():
