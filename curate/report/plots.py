@@ -126,7 +126,7 @@ def gio_curve(steps: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     ax = fig.add_subplot()
     for i, (name, (x, y)) in enumerate(steps.items()):
         ax.step(x, y, where="post", color=f"C{i % 10}", label=str(name)[:20])
-    ax.set_xlabel("pick step (gio_order + 1)")
+    ax.set_xlabel("pick step (rank by gio_order)")
     ax.set_ylabel("picked so far")
     if steps:
         ax.legend(fontsize=8, loc="upper left")
