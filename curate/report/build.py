@@ -45,7 +45,7 @@ def build(scored: str | Path, out: str | Path, source: str | Path | None = None,
         raise InputError(f"--seed {seed}: must be between 0 and 4294967295")
     inputs = [scored] + ([Path(source)] if source is not None and "*" not in str(source) else [])
     output.check(out, inputs, overwrite)
-    df, cols, _ = data.read_scores(scored)
+    df, cols, text_col = data.read_scores(scored)
     if map_score is not None and map_score not in cols:
         raise InputError(f"--map-score {map_score!r}: not a score column of {scored}; score columns: {', '.join(cols)}")
     if "label" not in df.columns:
@@ -68,7 +68,7 @@ def build(scored: str | Path, out: str | Path, source: str | Path | None = None,
         ids |= set(df[rows]["id"].cast(pl.String).to_list())
     if pairs is not None:
         ids |= set(pairs["id"].cast(pl.String).to_list()) | set(pairs["dup_of"].cast(pl.String).to_list())
-    texts, thumbs = snippets.from_scored(df, ids), {}
+    texts, thumbs = snippets.from_scored(scored, text_col, ids), {}
     if source is not None:
         src_texts, thumbs = snippets.from_source(str(source), ids, prov)
         texts.update(src_texts)

@@ -32,27 +32,29 @@ def score_columns(schema: dict[str, pl.DataType]) -> list[str]:
     return known + extra
 
 
-def read_scores(path: str | Path) -> tuple[pl.DataFrame, list[str], dict]:
-    """(every column except ``embedding``, the score columns, the Parquet schema by name).
+def read_scores(path: str | Path) -> tuple[pl.DataFrame, list[str], str | None]:
+    """(the columns the numbers need, the score columns, the name of a kept text column or None).
 
-    Only the non-embedding columns are read, so memory grows with the number of score columns,
-    not with the embedding width.
+    Read: ``id``, ``label``, the score columns and the GIO/duplicate columns only; never the
+    embeddings or passthrough text, so memory grows with the number of score columns.
     """
     pf = open_parquet(path)
-    names = pf.schema_arrow.names
-    if "id" not in names:
+    schema = pf.schema_arrow
+    if "id" not in schema.names:
         raise InputError(f"{path}: no 'id' column; report reads files written by `curate score`")
-    cols = [c for c in names if c != "embedding"]
+    empty = pl.from_arrow(schema.empty_table())
+    scores = score_columns(empty.schema)
+    if not scores:
+        raise InputError(f"{path}: no score columns (e.g. el2n, rho); run `curate score` first")
+    extra = [c for c in ("label", "gio_selected", "dup_of", "dup_group") if c in schema.names]
     try:
-        df = pl.from_arrow(pf.read(columns=cols))
+        df = pl.from_arrow(pf.read(columns=["id"] + extra + [c for c in scores if c not in extra]))
     except Exception as e:
         raise InputError(f"{path}: could not read ({type(e).__name__}: {e})") from None
     if df.height == 0:
         raise InputError(f"{path}: has no rows; nothing to report")
-    scores = score_columns(df.schema)
-    if not scores:
-        raise InputError(f"{path}: no score columns (e.g. el2n, rho); run `curate score` first")
-    return df, scores, {n: pf.schema_arrow.field(n).type for n in names}
+    text = next((c for c, t in empty.schema.items() if t == pl.String and c not in ("id", "label", "dup_of")), None)
+    return df.with_columns(pl.col("id").cast(pl.String)), scores, text
 
 
 def finite(col: str) -> pl.Expr:

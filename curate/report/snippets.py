@@ -11,7 +11,7 @@ import base64
 import io
 from pathlib import Path
 
-import polars as pl
+import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.sources import ImageFolderSource, TableSource, open_source
@@ -19,17 +19,16 @@ from curate.io.sources import ImageFolderSource, TableSource, open_source
 SNIPPET = 160
 
 
-def text_column(df: pl.DataFrame) -> str | None:
-    """The first string column kept in the scored file besides id/label/dup_of (None if none)."""
-    return next((c for c, t in df.schema.items() if t == pl.String and c not in ("id", "label", "dup_of")), None)
-
-
-def from_scored(df: pl.DataFrame, ids: set[str]) -> dict[str, str]:
-    col = text_column(df)
-    if col is None:
+def from_scored(path: Path, column: str | None, ids: set[str], batch_rows: int = 8192) -> dict[str, str]:
+    """id -> text of ``column`` (a text column kept in the scored file) for ``ids``, read batch by batch."""
+    if column is None or not ids:
         return {}
-    sub = df.filter(pl.col("id").is_in(list(ids))).select("id", col)
-    return {i: str(t) for i, t in sub.iter_rows() if t is not None}
+    out = {}
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["id", column]):
+        for i, t in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            if str(i) in ids and t is not None:
+                out[str(i)] = str(t)
+    return out
 
 
 def from_source(spec: str, ids: set[str], prov: dict) -> tuple[dict[str, str], dict[str, str]]:
