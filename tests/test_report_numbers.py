@@ -126,3 +126,21 @@ def test_pca_matches_sklearn_up_to_sign():
     ref = PCA(n_components=2, svd_solver="full").fit_transform(x)
     for k in range(2):
         assert abs(np.corrcoef(got[:, k], ref[:, k])[0, 1]) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_scores_are_read_without_embeddings_or_text(tmp_path):
+    df, cols, text = data.read_scores(scored_with_nulls(tmp_path / "s.parquet", n=30))
+    assert "embedding" not in df.columns and "text" not in df.columns and text == "text"
+    assert cols == ["el2n", "grand", "rho", "il_loss", "gio_order", "dup_sim"]
+
+
+def test_flagged_examples_listed_under_the_map_are_the_extremes(tmp_path):
+    scored = scored_with_nulls(tmp_path / "s.parquet", n=200)
+    assert run("report", scored, "-o", tmp_path / "r.html", "--examples", "4").exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    section = re.search(r'<section id="map">(.*?)</section>', page, re.S).group(1)
+    listed = re.findall(r"<h4>(highest el2n|lowest rho)</h4><ul class='ex'>(.*?)</ul>", section)
+    df = pl.read_parquet(scored)
+    expect = {"highest el2n": df.drop_nulls("el2n").sort("el2n", descending=True)["id"][:4].to_list(),
+              "lowest rho": df.drop_nulls("rho").sort("rho")["id"][:4].to_list()}
+    assert {name: re.findall(r"<code>(.*?)</code>", items) for name, items in listed} == expect
