@@ -1,8 +1,8 @@
 """Errors that reach the user as one line on stderr and an exit code.
 
 ``InputError`` (exit 2) is for anything the user can fix: a missing file, a missing column, a
-malformed expression, an output that already exists. ``CurateFailure`` (exit 1) is for
-everything else the library detects. The CLI turns both into ``curate: error: <message>``.
+malformed expression, an output that already exists. The CLI turns it into
+``curate: error: <message>``; any other exception is a bug (exit 1, with a request to report it).
 """
 
 from __future__ import annotations
@@ -23,8 +23,3 @@ class InputError(CurateError):
 
     exit_code = 2
 
-
-class CurateFailure(CurateError):
-    """A failure that is not the input's fault (exit 1)."""
-
-    exit_code = 1

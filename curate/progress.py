@@ -48,31 +48,24 @@ class _Rate(ProgressColumn):
         return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else "", style="cyan")
 
 
-class _NullBar:
-    def advance(self, n: int = 1) -> None:  # noqa: D401 - same surface as Bar
-        pass
-
-    def update(self, **kw) -> None:
-        pass
-
-
 class Bar:
+    """One task of a rich progress display; every method is a no-op when the display is disabled."""
+
     def __init__(self, progress: Progress, task):
         self._p, self._t = progress, task
 
     def advance(self, n: int = 1) -> None:
         self._p.advance(self._t, n)
 
-    def update(self, **kw) -> None:
-        self._p.update(self._t, **kw)
+    def complete(self) -> None:
+        """Early stop (e.g. convergence before the last epoch): show the bar as finished where it stopped."""
+        done = next(t.completed for t in self._p.tasks if t.id == self._t)
+        self._p.update(self._t, total=done, completed=done)
 
 
 @contextlib.contextmanager
-def bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Bar | _NullBar]:
-    """A progress bar with rate and ETA on stderr; a no-op when stderr is not a terminal."""
-    if not interactive():
-        yield _NullBar()
-        return
+def bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Bar]:
+    """A progress bar with count, rate, elapsed time and ETA on stderr; silent when stderr is not a terminal."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,6 +77,7 @@ def bar(description: str, total: int | None, unit: str = "rows") -> Iterator[Bar
         TimeRemainingColumn(),
         console=stderr,
         transient=False,
+        disable=not interactive(),
     )
     with progress:
         task = progress.add_task(description, total=total)

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
+import signal
 import sys
+import traceback
 from typing import Any, Callable
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0.29 vendors click
+from typer.core import TyperGroup
+from typer.exceptions import Abort
 
 import curate
 from curate.errors import CurateError
+from curate.io import lock
+
+class _Group(TyperGroup):
+    """The root command: click's usage errors become the same one line as every other error."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as e:
+            e.show()  # bare `curate` or `curate il`: the help is the answer
+            rv = 2 if standalone_mode else None
+            if not standalone_mode:
+                raise
+        except ClickException as e:
+            if not standalone_mode:
+                raise
+            where = f" (see `{e.ctx.command_path} --help`)" if getattr(e, "ctx", None) else ""
+            print(f"curate: error: {' '.join(e.format_message().split())}{where}", file=sys.stderr, flush=True)
+            rv = e.exit_code
+        except Abort:
+            if not standalone_mode:
+                raise
+            print("curate: interrupted", file=sys.stderr, flush=True)
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="curate",
     help=(
         "Score every training example and keep the useful ones.\n\n"
@@ -46,8 +82,43 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _os_message(e: OSError) -> str:
+    """One line for a filesystem error: the path, what happened, what to do."""
+    where = f"{e.filename}: " if e.filename else ""
+    if e.filename2:
+        where = f"{e.filename} -> {e.filename2}: "
+    if isinstance(e, PermissionError):
+        return f"{where}permission denied; check its permissions or choose another path"
+    if isinstance(e, IsADirectoryError):
+        return f"{where}is a directory, expected a file"
+    if isinstance(e, NotADirectoryError):
+        return f"{where}a part of this path is a file, not a directory"
+    if isinstance(e, FileNotFoundError):
+        return f"{where}no such file or directory"
+    if e.errno == errno.ENOSPC:
+        return f"{where}no space left on the device; free some space or write the output elsewhere"
+    if e.errno == errno.EROFS:
+        return f"{where}read-only file system; write the output elsewhere"
+    if e.errno == errno.EDQUOT:
+        return f"{where}disk quota exceeded; free some space or write the output elsewhere"
+    return f"{where}{e.strerror or e}"
+
+
+def _is_bad_input(e: BaseException) -> bool:
+    """pyarrow's read errors (bad CSV/JSON/Parquet content) are the input's fault, not a bug."""
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return False
+    return isinstance(e, (pa.ArrowInvalid, pa.ArrowTypeError))
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn library errors into one stderr line and the documented exit codes (2 input, 1 failure)."""
+    """Turn every error into one stderr line: exit 2 for what the user can fix, 1 for a bug.
+
+    A bug's line asks for a report; ``CURATE_DEBUG=1`` prints the traceback as well. Output
+    locks still held (a command that failed before its commit) are released on the way out.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -58,10 +129,26 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             print("curate: interrupted", file=sys.stderr, flush=True)
             raise typer.Exit(130)
-        except typer.Exit:
+        except (typer.Exit, SystemExit):
             raise
         except MemoryError:
             fail("out of memory; lower --batch-size or use fewer rows per shard", 1)
+        except OSError as e:
+            fail(_os_message(e), 2)
+        except UnicodeDecodeError as e:
+            fail(f"input is not valid UTF-8 ({e.reason} at byte {e.start}); convert the file to UTF-8", 2)
+        except Exception as e:
+            if _is_bad_input(e):
+                fail(f"could not read the input: {e}", 2)
+            if os.environ.get("CURATE_DEBUG"):
+                traceback.print_exc()
+            fail(
+                f"internal error ({type(e).__name__}: {e}); this is a bug in curate {curate.__version__}: "
+                "please report it to the curate maintainers with the command line (CURATE_DEBUG=1 shows the traceback)",
+                1,
+            )
+        finally:
+            lock.release_all()
 
     return wrapper
 
@@ -77,9 +164,12 @@ def emit(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]
             typer.echo(f"{k}: {v}")
 
 
-def not_yet(name: str) -> None:
-    fail(f"`curate {name}` is not yet available in this version", 2)
+def _terminate(signum, frame) -> None:
+    # SIGTERM (sent by CI, `timeout`, kill) unwinds like Ctrl-C: every `finally` and every
+    # temporary-file cleanup runs, then the process exits 143 (128 + SIGTERM).
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:  # console-script entry point
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -1,31 +1,156 @@
-"""Write-then-rename, so that an interrupted or failed step never leaves a partial output."""
+"""Write-then-rename, so that an interrupted or failed step never leaves a partial output.
+
+Temporary names are ``.NAME.curate-XXXXXXXX.tmp`` beside the output NAME: they carry the output's
+name, so the next run on NAME recognises and removes what a killed run left. A step with several
+outputs commits them through :func:`atomic_group`: all or none, with a journal for recovery.
+
+Test hook: ``CURATE_TEST_PAUSE_BEFORE_COMMIT=SECONDS`` sleeps just before each final rename and
+``CURATE_TEST_PAUSE_BETWEEN_RENAMES=SECONDS`` between the renames of a group, so that tests can
+send a signal at the worst moment. Unset in normal use.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from curate.errors import InputError
+from curate.io import lock, owned
+
+_TMP = "curate-"
 
 
-def check_output(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing output unless ``overwrite`` is set."""
+def _pause(var: str) -> None:
+    seconds = os.environ.get(var)
+    if seconds:
+        time.sleep(float(seconds))
+
+
+def _stale_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"^\.{re.escape(name)}\.{_TMP}[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{_TMP}journal.json")
+
+
+def clean_leftovers(path: Path) -> None:
+    """Finish or undo an interrupted group commit on ``path``, then remove its stale temporaries.
+
+    Call only while holding the output's lock: then no temporary of ``path`` can be in use.
+    """
+    j = _journal(path)
+    if j.exists():
+        _recover(j)
+    if path.parent.is_dir():
+        pat = _stale_pattern(path.name)
+        for p in path.parent.iterdir():
+            if pat.match(p.name):
+                _remove(p)
+        # Left by an older version's directory swap, and by a killed sidecar write.
+        _remove(path.with_name(f".{path.name}.old"))
+        _remove(path.with_name(f".{path.name}.curate.tmp"))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_output(path: str | Path, overwrite: bool, *, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Validate output ``path`` before any work; lock it and clean what a killed run left.
+
+    Errors (InputError) when: ``path`` equals (or is a directory holding) one of ``inputs``
+    (symlinks resolved); it exists and ``overwrite`` is off; it exists, ``overwrite`` is on and
+    curate did not write it (see :mod:`curate.io.owned`); its parent is a file or not writable;
+    or another curate process is writing it.
+    """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: output already exists; pass --overwrite to replace it")
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name in ("", ".", ".."):
+        raise InputError(f"{path}: not a valid output name; give a file or directory name")
+    target = path.resolve()
+    for src in inputs:
+        if src is None:
+            continue
+        src_r = Path(src).resolve()
+        if _inside(src_r, target):
+            raise InputError(f"{path}: output is the input {src}; choose another output path")
+    parent = path.parent
+    for anc in [parent, *parent.parents]:
+        if anc.exists():
+            if not anc.is_dir():
+                raise InputError(f"{path}: {anc} is a file, not a directory; choose another output path")
+            if not os.access(anc, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: directory {anc} is not writable; choose another output path")
+            break
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise InputError(f"{path}: output already exists; pass --overwrite to replace it")
+        if not owned.is_ours(path):
+            raise InputError(
+                f"{path}: exists and was not written by curate (or was changed since); "
+                "--overwrite only replaces curate's own outputs: remove it yourself or choose another path"
+            )
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(path)
+    except OSError as e:  # e.g. root in an immutable directory, a read-only mount, a full disk
+        raise InputError(f"{path}: cannot write in {parent} ({e.strerror}); choose another output path") from None
+    clean_leftovers(path)
     return path
+
+
+def check_distinct(*paths: str | Path | None) -> None:
+    """Two outputs of one command must not be the same path (symlinks resolved)."""
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        if p is None:
+            continue
+        r = Path(p).resolve()
+        for other_r, other in seen.items():
+            if _inside(r, other_r) or _inside(other_r, r):
+                raise InputError(f"{p}: same output path as {other}; give each output its own path")
+        seen[r] = Path(p)
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp") and f".{_TMP}" in path.name
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` onto ``path``; an existing directory is moved aside first and removed after."""
+    if not _is_temp(path):
+        owned.record_pending(path, tmp)
+    if path.is_dir() and not path.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TMP}", suffix=".tmp", dir=path.parent))
+        os.rmdir(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    if not _is_temp(path):
+        owned.record_done(path)
+    lock.release(path)
 
 
 @contextlib.contextmanager
@@ -36,17 +161,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP}", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         # mkstemp creates 0600; give the result the permissions an ordinary open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        _swap_in(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
         raise
 
 
@@ -55,18 +180,87 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Like :func:`atomic_path` for a directory: build it aside, then swap it in."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TMP}", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
+    """Commit several outputs together: all are replaced, or none.
+
+    Yields one temporary path per output (not yet existing: create a file or a directory there,
+    e.g. with ``atomic_path(tmp)`` / ``atomic_dir(tmp)``, or leave it absent to write nothing).
+    When the block ends, a journal is written beside every output, each existing output is moved
+    aside, every temporary renamed onto its output, then the old ones and the journals removed.
+    A run killed in between is undone by the next :func:`check_output` on any of the outputs
+    (the outputs are then as before the command), unless every rename had happened (then kept).
+    """
+    finals = [Path(p) for p in paths]
+    check_distinct(*finals)
+    pairs = []
+    for p in finals:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.{_TMP}", suffix=".tmp", dir=p.parent))
+        os.rmdir(tmp)  # reserve the name only; the caller creates a file or a directory
+        pairs.append((tmp, p))
+    try:
+        yield [t for t, _ in pairs]
+        staged = [(t, p) for t, p in pairs if t.exists() or t.is_symlink()]
+        for t, _ in staged:
+            os.chmod(t, (0o777 if t.is_dir() else 0o666) & ~_umask())
+        entries = []
+        for t, p in staged:
+            bak = Path(tempfile.mkdtemp(prefix=f".{p.name}.{_TMP}", suffix=".tmp", dir=p.parent))
+            os.rmdir(bak)
+            entries.append({"tmp": str(t.resolve()), "final": str(p.resolve()), "backup": str(bak.resolve())})
+        blob = json.dumps({"pairs": entries}, sort_keys=True)
+        for _, p in staged:
+            _journal(p).write_text(blob)  # the commit point: from here recovery can finish or undo
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        for i, (t, p) in enumerate(staged):
+            owned.record_pending(p, t)
+            if p.exists() or p.is_symlink():
+                os.replace(p, entries[i]["backup"])
+            os.replace(t, p)
+            if i == 0:
+                _pause("CURATE_TEST_PAUSE_BETWEEN_RENAMES")
+        for i, (_, p) in enumerate(staged):
+            _remove(Path(entries[i]["backup"]))
+            owned.record_done(p)
+        for _, p in staged:
+            _journal(p).unlink(missing_ok=True)
+            lock.release(p)
+    except BaseException:
+        for t, _ in pairs:
+            _remove(t)
+        raise
+
+
+def _recover(journal: Path) -> None:
+    """Undo an interrupted group commit (or finish it when every rename had already happened)."""
+    try:
+        entries = json.loads(journal.read_text())["pairs"]
+    except (OSError, ValueError, KeyError):
+        journal.unlink(missing_ok=True)
+        return
+    done = all(not Path(e["tmp"]).exists() for e in entries)
+    for e in reversed(entries):
+        tmp, final, bak = Path(e["tmp"]), Path(e["final"]), Path(e["backup"])
+        if not done:
+            if not tmp.exists():
+                _remove(final)  # the new output had been renamed in: take it out again
+            if bak.exists():
+                os.replace(bak, final)
+            _remove(tmp)
+        else:
+            _remove(bak)
+        owned.record_done(final) if final.exists() else owned.forget(final)
+    for e in entries:
+        _journal(Path(e["final"])).unlink(missing_ok=True)

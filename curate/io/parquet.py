@@ -138,10 +138,6 @@ def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def embedding_type(dim: int) -> pa.DataType:
-    return pa.list_(pa.float32(), dim)
-
-
 def embedding_column(mat: np.ndarray) -> pa.FixedSizeListArray:
     """A float32 (n, d) matrix as a ``fixed_size_list<float32>[d]`` array (no copy when contiguous)."""
     mat = np.ascontiguousarray(mat, dtype=np.float32)
