@@ -32,7 +32,7 @@ def test_report_holds_every_score_inline(tmp_path):
     for col in ("el2n", "rho", "grand", "gio_order", "gio_selected", "map", "correlation"):
         assert f'<section id="{col}">' in page
     files = sorted(p.name for p in (tmp_path / "report_files").iterdir())
-    assert files == sorted([".curate-report", "map.png", "spearman.png", "gio_order.png"] + [f"hist_{i}.png" for i in range(4)])
+    assert files == sorted(["map.png", "spearman.png", "gio_order.png"] + [f"hist_{i}.png" for i in range(4)])
     assert "src=\"http" not in page and "src='http" not in page  # self-contained
     imgs = _inline_pngs(page)
     assert len(imgs) == 7 and all(im.size[0] > 300 for im in imgs)

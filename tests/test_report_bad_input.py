@@ -57,11 +57,11 @@ def _setup(tmp_path, scored, case):
         return [scored, "-o", out], ["r.html", "--overwrite"]
     if case == "foreign_html":
         out.write_text("<html>someone's page</html>")
-        return [scored, "-o", out, "--overwrite"], ["r.html", "not written by `curate report`"]
+        return [scored, "-o", out, "--overwrite"], ["r.html", "not written by curate"]
     if case == "foreign_files_dir":
         (tmp_path / "r_files").mkdir()
         (tmp_path / "r_files" / "mine.txt").write_text("x")
-        return [scored, "-o", out, "--overwrite"], ["r_files", "did not write"]
+        return [scored, "-o", out, "--overwrite"], ["r_files", "not written by curate"]
     if case == "files_dir_is_file":
         (tmp_path / "r_files").write_text("x")
         return [scored, "-o", out, "--overwrite"], ["r_files", "not a folder"]
@@ -69,12 +69,12 @@ def _setup(tmp_path, scored, case):
         (tmp_path / "r_files").mkdir()
         return [scored, "-o", out], ["r_files", "--overwrite"]
     if case == "output_is_input":
-        return [scored, "-o", scored], ["s.parquet", "is an input"]
+        return [scored, "-o", scored], ["s.parquet", "output is the input"]
     if case == "output_not_html":
         return [scored, "-o", tmp_path / "r.txt"], ["r.txt", ".html"]
     if case == "output_is_dir":
         out.mkdir()
-        return [scored, "-o", out], ["r.html", "is a directory"]
+        return [scored, "-o", out, "--overwrite"], ["r.html", "is a directory"]
     if case == "source_missing":
         return [scored, "-o", out, "--source", tmp_path / "nope.csv"], ["nope.csv", "no such file"]
     if case == "source_unknown_format":

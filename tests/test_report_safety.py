@@ -33,7 +33,6 @@ def test_markup_in_column_names_ids_labels_and_texts_is_escaped(tmp_path):
         assert html.escape(bad, quote=True) in page  # it is shown, escaped
     assert "<script" not in page and "onerror=" not in page.replace("onerror=alert", "")
     assert "<svg" not in page and page.count("<img") == page.count('<img class="')
-    assert sorted(p.name for p in (tmp_path / "r_files").iterdir())[0] == ".curate-report"
 
 
 def test_source_table_supplies_snippets_and_is_escaped(tmp_path):
@@ -66,7 +65,9 @@ def test_overwrite_replaces_only_the_report(tmp_path):
     scored = scored_with_nulls(tmp_path / "s.parquet", n=60)
     out = tmp_path / "r.html"
     (tmp_path / "notes.txt").write_text("mine")
-    assert run("report", scored, "-o", out).exit_code == 0
+    (tmp_path / "r_files").mkdir()  # an empty folder holds nothing to lose: --overwrite may use it
+    assert_fails(["report", scored, "-o", out], "r_files", "--overwrite", root=tmp_path)
+    assert run("report", scored, "-o", out, "--overwrite").exit_code == 0
     first = snapshot(tmp_path / "r_files")
     assert_fails(["report", scored, "-o", out], "--overwrite", root=tmp_path)
     r = run("report", scored, "-o", out, "--overwrite", "--json")
@@ -74,7 +75,8 @@ def test_overwrite_replaces_only_the_report(tmp_path):
     assert json.loads(r.stdout)["rows"] == 60
     assert snapshot(tmp_path / "r_files") == first  # deterministic
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    # No temporaries, locks or journals left; only the records saying curate wrote the two outputs.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".r.html.curate", ".r_files.curate"]
 
 
 def test_output_is_the_same_bytes_for_the_same_seed(tmp_path):
