@@ -40,6 +40,10 @@ def _setup(tmp_path, scored, case):
         return [scored, "-o", out, "--examples", "-1"], ["--examples -1", "between 0 and 100"]
     if case == "examples_huge":
         return [scored, "-o", out, "--examples", "1000000"], ["--examples 1000000", "between 0 and 100"]
+    if case == "examples_malformed":
+        return [scored, "-o", out, "--examples", "many"], ["'--examples'", "valid integer"]
+    if case == "sample_malformed":
+        return [scored, "-o", out, "--map-sample", "1e3"], ["'--map-sample'", "valid integer"]
     if case == "sample_zero":
         return [scored, "-o", out, "--map-sample", "0"], ["--map-sample 0", "between 100"]
     if case == "sample_huge":
@@ -104,7 +108,7 @@ def _setup(tmp_path, scored, case):
 
 
 CASES = ["missing", "directory", "not_parquet", "no_id", "no_scores", "no_rows", "examples_negative",
-         "examples_huge", "sample_zero", "sample_huge", "seed_negative", "seed_huge", "map_score_unknown",
+         "examples_huge", "examples_malformed", "sample_malformed", "sample_zero", "sample_huge", "seed_negative", "seed_huge", "map_score_unknown",
          "map_score_not_a_score", "exists", "foreign_html", "foreign_files_dir", "files_dir_is_file",
          "files_dir_no_overwrite", "output_is_input", "output_not_html", "output_is_dir", "source_missing",
          "source_unknown_format", "source_no_text", "source_other_ids", "source_no_id_column",
