@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import html
+import json
 import io
 import re
 import shutil
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import run
+from curate.io.provenance import file_sha256
 from report_helpers import scored_with_nulls
 from test_prune import scored_file
 
@@ -33,6 +36,8 @@ def test_report_holds_every_score_inline(tmp_path):
         assert f'<section id="{col}">' in page
     files = sorted(p.name for p in (tmp_path / "report_files").iterdir())
     assert files == sorted(["map.png", "spearman.png", "gio_order.png"] + [f"hist_{i}.png" for i in range(4)])
+    prov = json.loads(html.unescape(re.search(r'<meta name="curate" content="([^"]*)">', page).group(1)))
+    assert prov["step"] == "report" and prov["input"]["sha256"] == file_sha256(scored)
     assert "src=\"http" not in page and "src='http" not in page  # self-contained
     imgs = _inline_pngs(page)
     assert len(imgs) == 7 and all(im.size[0] > 300 for im in imgs)

@@ -144,3 +144,12 @@ def test_flagged_examples_listed_under_the_map_are_the_extremes(tmp_path):
     expect = {"highest el2n": df.drop_nulls("el2n").sort("el2n", descending=True)["id"][:4].to_list(),
               "lowest rho": df.drop_nulls("rho").sort("rho")["id"][:4].to_list()}
     assert {name: re.findall(r"<code>(.*?)</code>", items) for name, items in listed} == expect
+
+
+def test_axis_mode_for_skewed_and_plain_scores():
+    from curate.report.plots import axis_mode
+
+    rng = np.random.default_rng(0)
+    assert axis_mode(rng.lognormal(0, 2.5, 2000)) == "log"  # il_loss-like: positive, long right tail
+    assert axis_mode(np.concatenate([rng.normal(size=2000), [-400.0, 900.0]])) == "clip"  # rho with two extremes
+    assert axis_mode(rng.random(2000)) == "linear"

@@ -16,6 +16,7 @@ import polars as pl
 
 from curate.errors import InputError
 from curate.io.parquet import read_provenance
+from curate.io.provenance import base_record, fingerprint
 from curate.report import data, html, output, plots, snippets
 
 MAX_EXAMPLES = 100
@@ -162,7 +163,9 @@ def build(scored: str | Path, out: str | Path, source: str | Path | None = None,
     counts = df.group_by("label").len().sort("label", nulls_last=True)
     intro = (f"<p><code>{html.esc(scored)}</code>: {df.height:,} examples; score columns: {html.esc(', '.join(cols))}.</p>"
              + html.table(["class", "rows"], [[a if a is not None else "(none)", b] for a, b in counts.iter_rows()]))
-    page = html.page(scored.name, intro, sections)
+    record = {**base_record("report"), "input": fingerprint(scored), "source": None if source is None else str(source),
+              "options": {"examples": n_examples, "map_score": map_col, "map_sample": map_sample, "seed": seed}}
+    page = html.page(scored.name, intro, sections, record)
     with output.commit(out) as (tmp_page, tmp_pngs):
         for name, png in pngs.items():
             (tmp_pngs / name).write_bytes(png)

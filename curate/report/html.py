@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 
 GENERATOR = '<meta name="generator" content="curate report">'
 
@@ -53,6 +54,9 @@ def section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def page(title: str, intro: str, sections: list[str]) -> str:
-    return (f'<!doctype html><html><head><meta charset="utf-8">{GENERATOR}<title>curate report: {esc(title)}</title>'
+def page(title: str, intro: str, sections: list[str], provenance: dict) -> str:
+    """The whole document; ``provenance`` is stored as JSON in ``<meta name="curate">``."""
+    prov = esc(json.dumps(provenance, sort_keys=True, default=str))
+    return (f'<!doctype html><html><head><meta charset="utf-8">{GENERATOR}<meta name="curate" content="{prov}">'
+            f'<title>curate report: {esc(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>curate report</h1>{intro}{''.join(sections)}</body></html>")
