@@ -85,3 +85,18 @@ def test_output_is_the_same_bytes_for_the_same_seed(tmp_path):
         assert run("report", scored, "-o", tmp_path / f"{name}.html", "--map-sample", "100", "--seed", "4").exit_code == 0
     assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
     assert snapshot(tmp_path / "a_files") == snapshot(tmp_path / "b_files")
+
+
+def test_thumbnails_never_come_from_outside_the_source_folder(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(root / "a" / "in.png")
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "secret.png")
+    ids = ["a/in.png", "../secret.png", str(tmp_path / "secret.png")] + [f"a/{i}.png" for i in range(20)]
+    scored = scored_with_nulls(tmp_path / "s.parquet", n=len(ids), ids=ids)
+    r = run("report", scored, "-o", tmp_path / "r.html", "--source", root, "--examples", "30")
+    assert r.exit_code == 0, r.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert page.count('<img class="thumb" src="data:image/png;base64,') == page.count('alt="a/in.png"') >= 1
