@@ -60,7 +60,7 @@ def test_duplicates_are_shown_side_by_side(tmp_path):
     assert run("report", scored, "-o", tmp_path / "r.html").exit_code == 0
     page = (tmp_path / "r.html").read_text()
     section = re.search(r'<section id="duplicates">(.*?)</section>', page, re.S).group(1)
-    # Row 21 duplicates row 21 // 3 * 3 = 21 ... rows i % 7 == 0 and i % 3 != 0 do: 7 -> r0006, 14 -> r0012.
+    # The helper makes row i (i % 7 == 0, i % 3 != 0) duplicate row 3 * (i // 3): r0007 -> r0006.
     assert "<code>r0007</code> text of row 7</td><td><code>r0006</code> text of row 6</td>" in section
     assert "groups" in section and "0.9700" in section
 
