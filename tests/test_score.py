@@ -209,3 +209,11 @@ def test_streamed_embeddings_name_the_file_row(tmp_path):
     X[7, 1] = 0
     write_pool(tmp_path / "q.parquet", X, y)
     np.testing.assert_array_equal(read_embeddings(tmp_path / "q.parquet", batch_rows=3), X)
+
+
+def test_pinned_bytes_of_every_score_column(tmp_path):
+    """The redesign of the score methods must not move a single byte (fixture from the code before it)."""
+    from pinned_helpers import pinned_run
+
+    want = json.loads((Path(__file__).parent / "fixtures" / "score_pinned.json").read_text())
+    assert pinned_run(tmp_path) == want
