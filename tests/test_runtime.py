@@ -102,25 +102,3 @@ def test_bad_device_and_threads_on_the_command_line(pool, tmp_path):
     out = tmp_path / "o.parquet"
     assert_fails(["score", pool, "-m", "el2n", "--device", "tpu", "-o", out], "--device tpu", root=tmp_path)
     assert_fails(["score", pool, "-m", "el2n", "--threads", 0, "-o", out], "--threads 0", root=tmp_path)
-
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_scores_equal_cpu_within_float_tolerance(tmp_path):
-    from score_helpers import write_pool as wp
-
-    X, y = clusters(80, d=8, classes=3, seed=5, spread=1.5)
-    Xh, yh = clusters(60, d=8, classes=3, seed=6, spread=1.5)
-    pool = wp(tmp_path / "pool.parquet", X, y)
-    holdout = wp(tmp_path / "holdout.parquet", Xh, yh, ids=[f"h{i}" for i in range(60)])
-    assert run("il", "train", holdout, "-o", tmp_path / "il", "--epochs", 5, "--hidden", 8).exit_code == 0
-    got = {}
-    for device in ("cpu", "cuda"):
-        out = tmp_path / f"{device}.parquet"
-        r = run("score", pool, "--il", tmp_path / "il", "-m", "el2n", "-m", "grand", "-m", "rho", "-K", 3, "-t", 2,
-                "--hidden", 8, "--device", device, "-o", out)
-        assert r.exit_code == 0, r.stderr
-        got[device] = pq.read_table(out)
-        assert read_provenance(out)["scores"]["el2n"]["runtime"]["device"] == device
-    for c in ("el2n", "grand", "rho", "target_loss", "il_loss"):
-        np.testing.assert_allclose(got["cuda"].column(c).to_numpy(), got["cpu"].column(c).to_numpy(), rtol=1e-4, atol=1e-5)
