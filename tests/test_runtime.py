@@ -102,3 +102,31 @@ def test_bad_device_and_threads_on_the_command_line(pool, tmp_path):
     out = tmp_path / "o.parquet"
     assert_fails(["score", pool, "-m", "el2n", "--device", "tpu", "-o", out], "--device tpu", root=tmp_path)
     assert_fails(["score", pool, "-m", "el2n", "--threads", 0, "-o", out], "--threads 0", root=tmp_path)
+
+
+def test_non_finite_scores_name_the_first_bad_row():
+    from curate.scores.base import finite
+
+    ids = ["a", "b", "c", "d"]
+    per_row = np.array([[0.1, 0.2], [0.3, 0.4], [np.nan, 0.5], [np.inf, 0.0]])
+    with pytest.raises(InputError, match=r"snapshot el2n: non-finite value at row 2 \(id 'c'\)"):
+        finite("snapshot el2n", per_row, ids)
+    with pytest.raises(InputError, match=r"row 1 \(id 'b'\)"):
+        finite("il_loss", np.array([0.0, -np.inf, 1.0, 2.0]), ids)
+    ok = np.array([0.0, 1.0, 2.0, 3.0])
+    assert finite("x", ok, ids) is ok
+
+
+def test_check_same_embedding_compares_what_changes_vectors_only():
+    from curate.io.compat import check_same_embedding
+
+    a = {"name": "m", "sha256": "1" * 64, "dimension": 4, "normalize": True, "path": "/a", "batch_size": 8}
+    check_same_embedding(a, a | {"path": "/elsewhere", "batch_size": 64}, "A", "B", "hint")
+    check_same_embedding(a, a | {"name": "same weights, other name"}, "A", "B", "hint")
+    check_same_embedding(a, None, "A", "B", "hint")
+    for field, other in (("max_seq_length", 128), ("pooling", "cls"), ("modality", "image"), ("preprocessing", "x")):
+        check_same_embedding(a, a | {field: other}, "A", "B", "hint")  # absent on one side: not compared
+        with pytest.raises(InputError, match=f"A and B were embedded differently: embedding_model.{field} is"):
+            check_same_embedding(a | {field: "v1"}, a | {field: other}, "A", "B", "re-run it")
+    with pytest.raises(InputError, match="embedding_model.dimension is 4 vs 8; re-run it"):
+        check_same_embedding(a, a | {"dimension": 8}, "A", "B", "re-run it")

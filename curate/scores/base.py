@@ -122,12 +122,13 @@ class ScoreContext:
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
+        who += " need" if " and " in who else " needs"
         if len(self.classes) < 2:
-            raise InputError(f"{self.pool}: every row has label {self.classes[0]!r}; {who} need at least 2 classes")
+            raise InputError(f"{self.pool}: every row has label {self.classes[0]!r}; {who} at least 2 classes")
         counts = np.bincount(y, minlength=len(self.classes))
         if counts.min() < 2:
             c = self.classes[int(np.argmin(counts))]
-            raise InputError(f"{self.pool}: class {c!r} has {int(counts.min())} row; {who} need at least 2 rows per class")
+            raise InputError(f"{self.pool}: class {c!r} has {int(counts.min())} row; {who} at least 2 rows per class")
         return y
 
     @cached_property
