@@ -5,10 +5,11 @@ Protocol (seeded, the same on every machine):
   the clean 20 % holdout trains the IL model. Digits (scikit-learn; EfficientNet-Lite0, 64 px):
   a stratified 75/25 split into pool and holdout.
 - 10 % of pool rows (chosen uniformly, seed 0) get a label drawn uniformly from the other classes.
-- `curate il train` on the holdout, `curate score --method el2n --method grand --method rho`
-  on the noisy pool (K = 10 and the default epochs unless --epochs is given).
+- `curate il train` on the holdout, `curate score --method el2n --method grand --method rho
+  --method label_quality` on the noisy pool (K = 10 and the default epochs unless --epochs is
+  given; label_quality with its default 5 folds).
 - AUROC of flipped-vs-clean for: el2n (high = flipped), grand (high), il_loss (high), rho (low),
-  and cleanlab's label-quality score (low) from out-of-fold logistic-regression probabilities
+  label_quality (low: curate's out-of-fold self-confidence of the snapshot heads), and cleanlab's label-quality score (low) from out-of-fold logistic-regression probabilities
   (5-fold cross_val_predict) on the same embeddings: the comparison users will make.
 
     python benchmarks/bench_label_noise.py [--epochs 1 3 10]
@@ -63,11 +64,11 @@ def run(name: str, pool: Path, holdout: Path, epochs: int, workdir: Path) -> dic
     if not il.exists():
         curate("il", "train", holdout, "-o", il)
     scored = workdir / f"scored-t{epochs}.parquet"
-    curate("score", noisy_pool, "--il", il, "-m", "el2n", "-m", "grand", "-m", "rho", "--epochs", epochs,
+    curate("score", noisy_pool, "--il", il, "-m", "el2n", "-m", "grand", "-m", "rho", "-m", "label_quality", "--epochs", epochs,
            "-o", scored, "--overwrite")
     s = pq.read_table(scored)
     row = {"dataset": name, "rows": len(labels), "flipped": int(flipped.sum()), "epochs": epochs}
-    for col, sign in (("el2n", 1), ("grand", 1), ("il_loss", 1), ("rho", -1)):
+    for col, sign in (("el2n", 1), ("grand", 1), ("il_loss", 1), ("rho", -1), ("label_quality", -1)):
         row[col] = roc_auc_score(flipped, sign * s.column(col).to_numpy())
     from cleanlab.rank import get_label_quality_scores
 
@@ -89,7 +90,7 @@ def main() -> None:
         rows.append(run("BBC News (text)", bbc_train, bbc_holdout, epochs, OUT / "noise-bbc"))
         rows.append(run("digits (images)", dig_pool, dig_holdout, epochs, OUT / "noise-digits"))
         print(json.dumps(rows[-2:]), file=sys.stderr)
-    cols = ["el2n", "grand", "il_loss", "rho", "cleanlab"]
+    cols = ["el2n", "grand", "il_loss", "rho", "label_quality", "cleanlab"]
     lines = ["| dataset | rows | flipped | t (epochs) | " + " | ".join(f"AUROC {c}" for c in cols) + " |",
              "|---|---|---|---|" + "---|" * len(cols)]
     for r in rows:

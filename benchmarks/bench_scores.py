@@ -79,7 +79,7 @@ def grand_ratio(loop_rows: int, fast_rows: int, repeats: int = 3) -> dict:
             "ratio": statistics.median(slow) / statistics.median(fast), "max_abs_diff": err}
 
 
-def million(rows: int) -> dict:
+def million(rows: int, device: str = "cpu") -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     pool = write(OUT / f"pool-{rows}.parquet", *synthetic(rows, seed=0))
     holdout = write(OUT / "holdout-20k.parquet", *synthetic(20_000, seed=1))
@@ -87,13 +87,13 @@ def million(rows: int) -> dict:
     if not il.exists():
         subprocess.run([sys.executable, "-m", "curate", "il", "train", str(holdout), "-o", str(il)], check=True)
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "curate", "score", str(pool), "--il", str(il),
-           "-m", "el2n", "-m", "grand", "-m", "rho", "-o", str(OUT / "scored.parquet"), "--overwrite"]
+           "-m", "el2n", "-m", "grand", "-m", "rho", "--device", device, "-o", str(OUT / "scored.parquet"), "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
-    return {"rows": rows, "seconds": dt, "peak_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
+    return {"rows": rows, "device": device, "seconds": dt, "peak_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
 
 
 def main() -> None:
@@ -101,20 +101,21 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--loop-rows", type=int, default=300)
     ap.add_argument("--fast-rows", type=int, default=20_000)
+    ap.add_argument("--device", default="cpu", help="device of the 1M-row score run: cpu, cuda, cuda:N, mps")
     args = ap.parse_args()
     g = grand_ratio(args.loop_rows, args.fast_rows)
     print(g, file=sys.stderr)
-    m = million(args.rows) if args.rows else None
+    m = million(args.rows, args.device) if args.rows else None
     text = ("| GraNd, K = 10 MLP heads 384-256-10 | per example (µs) |\n|---|---|\n"
             f"| per-example autograd loop ({args.loop_rows} rows) | {g['loop_us']:.0f} |\n"
             f"| curate, exact batched ({args.fast_rows:,} rows) | {g['fast_us']:.2f} |\n"
             f"| **speed-up** | **{g['ratio']:.0f}x** (max abs difference {g['max_abs_diff']:.1e}, float32) |\n")
     if m:
-        text += (f"\n`curate score -m el2n -m grand -m rho` on {m['rows']:,} rows x 384 d, K = 10, default epochs: "
+        text += (f"\n`curate score -m el2n -m grand -m rho` on {m['rows']:,} rows x 384 d, K = 10, default epochs, --device {m['device']}: "
                  f"**{m['seconds'] / 60:.1f} min** wall, **{m['peak_mb'] / 1024:.2f} GB** peak RSS.\n")
     print(text)
     (HERE / "results" / "bench_scores.md").write_text(
-        f"# Scoring speed\n\n{datetime.date.today()}, `python benchmarks/bench_scores.py --rows {args.rows}`, 2 CPU cores.\n\n" + text)
+        f"# Scoring speed\n\n{datetime.date.today()}, `python benchmarks/bench_scores.py --rows {args.rows} --device {args.device}`, 2 CPU cores.\n\n" + text)
 
 
 if __name__ == "__main__":

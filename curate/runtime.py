@@ -54,12 +54,12 @@ class Runtime:
     workers: int = 1
 
     def __post_init__(self):
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: must be at least 1")
-        if self.chunk < 1:
-            raise InputError(f"chunk {self.chunk}: must be at least 1")
-        if self.workers < 1:
-            raise InputError(f"--workers {self.workers}: must be at least 1")
+        if self.threads is not None and not 1 <= self.threads <= 4096:
+            raise InputError(f"--threads {self.threads}: expected an integer in [1, 4096]")
+        if not 1 <= self.chunk <= 10**9:
+            raise InputError(f"--chunk {self.chunk}: expected an integer in [1, 1000000000]")
+        if not 1 <= self.workers <= 4096:
+            raise InputError(f"--workers {self.workers}: expected an integer in [1, 4096]")
 
     @classmethod
     def build(cls, device: str | None = "auto", threads: int | None = None, **kw: Any) -> "Runtime":

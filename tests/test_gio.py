@@ -176,9 +176,9 @@ def test_bad_inputs(tmp_path):
     nonfinite = write_pool(tmp_path / "nf.parquet", bad, ids=[f"t{i}" for i in range(30)])
     _fails(["score", pool, "--target", nonfinite, "-m", "gio", "-o", out], out, "non-finite", "row 3")
     narrow = write_pool(tmp_path / "narrow.parquet", T[:, :4].copy(), ids=[f"t{i}" for i in range(30)])
-    _fails(["score", pool, "--target", narrow, "-m", "gio", "-o", out], out, "4 dimensions")
+    _fails(["score", pool, "--target", narrow, "-m", "gio", "-o", out], out, "embedding_model.dimension is 4 vs 8")
     other = write_pool(tmp_path / "other.parquet", T, ids=[f"t{i}" for i in range(30)], model_sha="b" * 64)
-    _fails(["score", pool, "--target", other, "-m", "gio", "-o", out], out, "different model")
+    _fails(["score", pool, "--target", other, "-m", "gio", "-o", out], out, "embedding_model.sha256 is 'bbbb", "re-run `curate embed`")
     _fails(["score", pool, "-m", "gio", "-o", out], out, "--target")
 
 

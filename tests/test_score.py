@@ -180,7 +180,7 @@ def test_bad_inputs(files, tmp_path):
     unseen = write_pool(tmp_path / "unseen.parquet", X, y)
     _fails(["score", unseen, "--il", il, "-m", "rho", "-K", 1, "-o", out], out, "'c3'", "never seen")
     wide = write_pool(tmp_path / "wide.parquet", clusters(30, d=8, classes=3)[0], y % 3)
-    _fails(["score", wide, "--il", il, "-m", "rho", "-K", 1, "-o", out], out, "8 dimensions", "expects 16")
+    _fails(["score", wide, "--il", il, "-m", "rho", "-K", 1, "-o", out], out, "embedding_model.dimension is 16 vs 8", "curate il train")
     nolabel = write_pool(tmp_path / "nolabel.parquet", X)
     _fails(["score", nolabel, "-m", "el2n", "-o", out], out, "no 'label' column")
     Xbad = X.copy()
@@ -188,7 +188,6 @@ def test_bad_inputs(files, tmp_path):
     nan = write_pool(tmp_path / "nan.parquet", Xbad, y % 3)
     _fails(["score", nan, "-m", "el2n", "-o", out], out, "non-finite", "row 7")
     _fails(["score", pool, "-m", "rho", "-o", out], out, "--il")
-    _fails(["score", pool, "-m", "magic", "-o", out], out, "--method magic")
     _fails(["score", tmp_path / "missing.parquet", "-m", "el2n", "-o", out], out, "missing.parquet", "no such file")
     _fails(["il", "train", nolabel, "-o", tmp_path / "il2"], tmp_path / "il2", "label")
     _fails(["score", pool, "--il", tmp_path / "no-il", "-m", "rho", "-o", out], out, "no-il")
@@ -209,3 +208,11 @@ def test_streamed_embeddings_name_the_file_row(tmp_path):
     X[7, 1] = 0
     write_pool(tmp_path / "q.parquet", X, y)
     np.testing.assert_array_equal(read_embeddings(tmp_path / "q.parquet", batch_rows=3), X)
+
+
+def test_pinned_bytes_of_every_score_column(tmp_path):
+    """The redesign of the score methods must not move a single byte (fixture from the code before it)."""
+    from pinned_helpers import pinned_run
+
+    want = json.loads((Path(__file__).parent / "fixtures" / "score_pinned.json").read_text())
+    assert pinned_run(tmp_path) == want

@@ -1,20 +1,42 @@
-"""`curate score`: add EL2N, GraNd, RHO-LOSS and GIO columns to an embeddings Parquet."""
+"""`curate score`: add score columns (every method in ``curate.scores.registry``) to an embeddings Parquet."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from curate.cli.app import app, emit, handle_errors
+from curate.models.heads import ARCHITECTURES, HeadSpec
+from curate.models.train import TrainConfig
+from curate.runtime import Runtime
+from curate.score import ScoreConfig
+from curate.scores.gio import ESTIMATORS, V_INITS, GioConfig
+from curate.scores.grand import GRAND_AT
+from curate.scores.registry import METHODS, MethodName
+
+# Defaults come from the library's dataclasses: one source of truth for the CLI and the API.
+_S, _H, _G, _R = ScoreConfig(), HeadSpec(), GioConfig(), Runtime()
+_T = _S.train
+
+
+def _choices(name: str, values) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Arch, GrandAt, Estimator, VInit = (_choices("Arch", ARCHITECTURES), _choices("GrandAt", GRAND_AT),
+                                   _choices("Estimator", ESTIMATORS), _choices("VInit", V_INITS))
+_METHOD_HELP = "; ".join(m.summary for m in METHODS.values())
 
 
 def _human(s: dict) -> str:
     lines = [f"{s['output']}\t{s['rows']} rows, columns: {', '.join(s['columns'])}"]
-    for k in ("el2n", "grand", "rho"):
-        if k in s:
-            lines.append(f"  {k}: mean {s[k]['mean']:.4g}  min {s[k]['min']:.4g}  max {s[k]['max']:.4g}")
+    for name in METHODS:
+        v = s.get(name)
+        if isinstance(v, dict) and "mean" in v:
+            lines.append(f"  {name}: mean {v['mean']:.4g}  min {v['min']:.4g}  max {v['max']:.4g}")
     if "gio_selected" in s:
         lines.append(f"  gio: {s['gio_selected']} selected")
     return "\n".join(lines)
@@ -25,31 +47,36 @@ def _human(s: dict) -> str:
 def score_cmd(
     pool: Path = typer.Argument(..., help="Parquet from `curate embed` (id, label, embedding)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output Parquet (the pool's columns plus score columns)."),
-    method: List[str] = typer.Option(..., "--method", "-m", help="el2n, grand, rho or gio (repeatable)."),
+    method: List[MethodName] = typer.Option(..., "--method", "-m", help=f"Repeatable. {_METHOD_HELP}."),
     il: Optional[Path] = typer.Option(None, "--il", help="IL model for rho: a `curate il train` directory, a cross-fit directory, or a TorchScript file."),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow a TorchScript --il file (it runs code from the file)."),
     target: Optional[Path] = typer.Option(None, "--target", help="GIO: Parquet of target-set embeddings."),
-    seeds: int = typer.Option(10, "--seeds", "-K", help="Independently initialised heads to average over (paper: 10)."),
-    epochs: int = typer.Option(3, "--epochs", "-t", min=0, help="Epochs of training on the pool before scoring (early, as the paper)."),
-    arch: str = typer.Option("mlp", "--arch", help="Snapshot head: linear or mlp."),
-    hidden: List[int] = typer.Option([256], "--hidden", help="MLP hidden sizes (repeat for depth)."),
-    depth: Optional[int] = typer.Option(None, "--depth", min=1, help="MLP hidden layers, all of the first --hidden size."),
-    dropout: float = typer.Option(0.0, "--dropout"),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Training batch size."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (PyTorch's default)."),
-    grand_at: str = typer.Option("checkpoint", "--grand-at", help="GraNd at the epoch-t 'checkpoint' or at 'init' (the paper's t = 0)."),
-    std: bool = typer.Option(False, "--std", help="Also write per-seed standard deviation columns (el2n_std, ...)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of heads, data order and GIO."),
-    gio_estimator: str = typer.Option("knn", "--gio-estimator", help="GIO estimate: 'knn' (k-NN KL, covers every target mode) or 'reference' (grad-info-opt's)."),
-    gio_k: int = typer.Option(5, "--gio-k", help="GIO: neighbour rank k of the KL estimator."),
-    budget: Optional[int] = typer.Option(None, "--budget", help="GIO: stop after this many selections."),
-    max_iter: int = typer.Option(100, "--max-iter", help="GIO, reference estimator: maximum iterations (selects max_iter + 1, as the package)."),
-    gio_v_init: str = typer.Option("mean", "--gio-v-init", help="GIO probe start: mean, jump or prev_opt."),
-    gio_lr: float = typer.Option(0.01, "--gio-lr", help="GIO probe step size."),
-    gio_first_steps: int = typer.Option(150, "--gio-first-steps", help="GIO descent steps in the first round."),
-    gio_steps: int = typer.Option(50, "--gio-steps", help="GIO descent steps in later rounds."),
-    gio_init_points: int = typer.Option(20, "--gio-init-points", help="GIO: random unit points seeded into the selected set."),
-    clusters: Optional[int] = typer.Option(None, "--clusters", help="GIO quantised mode: k-means pool and target into this many centroids."),
+    seeds: int = typer.Option(_S.seeds, "--seeds", "-K", help="Independently initialised heads to average over, 1..1000 (paper: 10)."),
+    epochs: int = typer.Option(_T.epochs, "--epochs", "-t", help="Epochs of training on the pool before scoring, 0..100000 (early, as the paper)."),
+    arch: Arch = typer.Option(_H.arch, "--arch", help="Snapshot head."),
+    hidden: List[int] = typer.Option(list(_H.hidden), "--hidden", help="MLP hidden sizes, each 1..1000000 (repeat for depth)."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="MLP hidden layers (1..100), all of the first --hidden size."),
+    dropout: float = typer.Option(_H.dropout, "--dropout", help="Dropout in [0, 1)."),
+    batch_size: int = typer.Option(_T.batch_size, "--batch-size", help="Training batch size, >= 1."),
+    lr: float = typer.Option(_T.lr, "--lr", help="AdamW learning rate, > 0."),
+    weight_decay: float = typer.Option(_T.weight_decay, "--weight-decay", help="AdamW weight decay, >= 0 (PyTorch's default)."),
+    grand_at: GrandAt = typer.Option(_S.grand_at, "--grand-at", help="GraNd at the epoch-t 'checkpoint' or at 'init' (the paper's t = 0)."),
+    std: bool = typer.Option(_S.std, "--std", help="Also write per-seed standard deviation columns (el2n_std, ...)."),
+    seed: int = typer.Option(_S.seed, "--seed", help="Seed of heads, data order, folds and GIO, 0..2147483647."),
+    lq_folds: int = typer.Option(_S.lq_folds, "--lq-folds", help="label_quality: folds of out-of-sample training, 2..1000."),
+    gio_estimator: Estimator = typer.Option(_G.estimator, "--gio-estimator", help="GIO estimate: 'knn' (k-NN KL, covers every target mode) or 'reference' (grad-info-opt's)."),
+    gio_k: int = typer.Option(_G.k, "--gio-k", help="GIO: neighbour rank k of the KL estimator, 1..10000."),
+    budget: Optional[int] = typer.Option(_G.budget, "--budget", help="GIO: stop after this many selections (>= 1, at most the pool's rows)."),
+    max_iter: int = typer.Option(_G.max_iter, "--max-iter", help="GIO, reference estimator: maximum iterations, >= 0 (selects max_iter + 1, as the package)."),
+    gio_v_init: VInit = typer.Option(_G.v_init, "--gio-v-init", help="GIO probe start."),
+    gio_lr: float = typer.Option(_G.lr, "--gio-lr", help="GIO probe step size, > 0."),
+    gio_first_steps: int = typer.Option(_G.first_iter_steps, "--gio-first-steps", help="GIO descent steps in the first round, >= 0."),
+    gio_steps: int = typer.Option(_G.later_steps, "--gio-steps", help="GIO descent steps in later rounds, >= 0."),
+    gio_init_points: int = typer.Option(_G.init_points, "--gio-init-points", help="GIO: random unit points seeded into the selected set, >= 0."),
+    clusters: Optional[int] = typer.Option(_G.clusters, "--clusters", help="GIO quantised mode: k-means pool and target into this many centroids, >= 2."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads, >= 1 (default: torch's)."),
+    chunk: int = typer.Option(_R.chunk, "--chunk", help="Rows a scoring pass holds at once, >= 1."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists (OUTPUT may be POOL)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -59,19 +86,21 @@ def score_cmd(
 
         curate score work/train.parquet --il work/il/ --target work/holdout.parquet --method el2n --method grand --method rho --method gio -o work/scored.parquet
     """
-    from curate.models.heads import HeadSpec
-    from curate.models.train import TrainConfig
-    from curate.score import ScoreConfig, score
-    from curate.scores.gio import GioConfig
+    from curate.checks import int_in
+    from curate.score import score
 
+    if depth is not None:
+        int_in("--depth", depth, 1, 100)
     hid = tuple(hidden) if depth is None else tuple([hidden[0]] * depth)
+    runtime = Runtime.build(device, threads=threads, chunk=chunk)
     cfg = ScoreConfig(
-        methods=tuple(dict.fromkeys(method)), seeds=seeds, epochs=epochs,
-        spec=HeadSpec(arch=arch, hidden=hid, dropout=dropout),
+        methods=tuple(dict.fromkeys(m.value for m in method)), seeds=seeds,
+        spec=HeadSpec(arch=arch.value, hidden=hid, dropout=dropout),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay),
-        grand_at=grand_at, std=std, seed=seed, il=str(il) if il else None, target=str(target) if target else None,
-        gio=GioConfig(estimator=gio_estimator, k=gio_k, budget=budget, max_iter=max_iter, v_init=gio_v_init, lr=gio_lr,
-                      first_iter_steps=gio_first_steps, later_steps=gio_steps, init_points=gio_init_points,
+        grand_at=grand_at.value, std=std, seed=seed, il=str(il) if il else None, target=str(target) if target else None,
+        lq_folds=lq_folds, trust_torchscript=trust_torchscript,
+        gio=GioConfig(estimator=gio_estimator.value, k=gio_k, budget=budget, max_iter=max_iter, v_init=gio_v_init.value,
+                      lr=gio_lr, first_iter_steps=gio_first_steps, later_steps=gio_steps, init_points=gio_init_points,
                       clusters=clusters, seed=seed),
     )
-    emit(score(pool, output, cfg, overwrite=overwrite), json_out, _human)
+    emit(score(pool, output, cfg, overwrite=overwrite, runtime=runtime), json_out, _human)

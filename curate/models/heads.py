@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from curate.checks import float_in, int_in
 from curate.errors import InputError
 
 ARCHITECTURES = ("linear", "mlp")
@@ -33,8 +34,13 @@ class HeadSpec:
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise InputError(f"--arch {self.arch}: expected one of {', '.join(ARCHITECTURES)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"--dropout {self.dropout}: must be in [0, 1)")
+        float_in("--dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        if self.arch == "mlp" and not self.hidden:
+            raise InputError("--hidden: an mlp head needs at least one hidden size")
+        for h in self.hidden:
+            int_in("--hidden", h, 1, 1_000_000)
+        int_in("in_dim", self.in_dim, 0, 10**7)
+        int_in("n_classes", self.n_classes, 0, 10**7)
 
     @property
     def sizes(self) -> list[int]:

@@ -11,7 +11,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from curate.checks import float_in, int_in
+from curate.errors import InputError
 from curate.models.heads import Ensemble
+
+# The optimiser named in TrainConfig (and recorded in provenance) is the one that runs.
+OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,15 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01  # torch.optim.AdamW's default
-    optimizer: str = "AdamW"
+    optimizer: str = "AdamW"  # a key of OPTIMIZERS
+
+    def __post_init__(self):
+        int_in("--epochs", self.epochs, 0, 100_000)
+        int_in("--batch-size", self.batch_size, 1, 10**8)
+        float_in("--lr", self.lr, 0.0, 1e3, lo_open=True)
+        float_in("--weight-decay", self.weight_decay, 0.0, 1e3)
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer {self.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,7 +51,7 @@ def _permutations(n: int, seeds: list[int], epoch: int) -> torch.Tensor:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,

@@ -6,10 +6,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from curate.checks import float_in, int_in
 from curate.errors import InputError
+from curate.scores.base import TARGET, Column, ScoreContext, ScoreMethod
 
 ESTIMATORS = ("reference", "knn")
+V_INITS = ("mean", "jump", "prev_opt")
+MAX_COUNT = 10**9
 
 
 @dataclass(frozen=True)
@@ -34,13 +39,29 @@ class GioConfig:
     clusters: int | None = None  # quantised mode: k-means pool and target into this many centroids
     seed: int = 0
 
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise InputError(f"--gio-estimator {self.estimator}: expected one of {', '.join(ESTIMATORS)}")
+        if self.v_init not in V_INITS:
+            raise InputError(f"--gio-v-init {self.v_init}: expected one of {', '.join(V_INITS)}")
+        int_in("--gio-k", self.k, 1, 10_000)
+        if self.budget is not None:
+            int_in("--budget", self.budget, 1, MAX_COUNT)
+        int_in("--max-iter", self.max_iter, 0, MAX_COUNT)
+        float_in("--gio-lr", self.lr, 0.0, 1e6, lo_open=True)
+        int_in("--gio-first-steps", self.first_iter_steps, 0, MAX_COUNT)
+        int_in("--gio-steps", self.later_steps, 0, MAX_COUNT)
+        int_in("--gio-init-points", self.init_points, 0, 1_000_000)
+        float_in("GIO eps", self.eps, 0.0, 1.0, lo_open=True)
+        if self.clusters is not None:
+            int_in("--clusters", self.clusters, 2, MAX_COUNT)
+        int_in("--seed", self.seed, 0, 2**31 - 1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _check(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> None:
-    if config.estimator not in ESTIMATORS:
-        raise InputError(f"--gio-estimator {config.estimator}: expected one of {', '.join(ESTIMATORS)}")
     if len(target) == 0:
         raise InputError("GIO: the target set is empty; pass a --target file with embeddings")
     if len(target) < config.k + 1:
@@ -55,10 +76,6 @@ def _check(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> None:
             raise InputError(f"GIO: non-finite value in the {name} embedding at row {int(np.flatnonzero(bad)[0])}")
     if config.budget is not None and config.budget > len(pool):
         raise InputError(f"--budget {config.budget}: larger than the pool ({len(pool)} rows)")
-    if config.budget is not None and config.budget < 1:
-        raise InputError("--budget must be at least 1")
-    if config.clusters is not None and config.clusters < 2:
-        raise InputError("--clusters must be at least 2")
 
 
 def _engine(config: GioConfig):
@@ -164,5 +181,35 @@ def score_gio(pool: np.ndarray, target: np.ndarray, config: GioConfig) -> tuple[
         both = trajectories(np.asarray(pool)[sel.order], target, config)
     prov.update({"kl_trajectory": [float(v) for v in sel.trajectory], "stop_reason": sel.stop_reason,
                  "kl_trajectories_of_picks": both,
-                 "n_selected": int((order_col >= 0).sum()), **{k: v for k, v in sel.extra.items() if k != "S"}})
+                 "n_selected": int((order_col >= 0).sum()), **sel.extra})
     return {"gio_selected": order_col >= 0, "gio_order": order_col, "gio_score": np.asarray(scores, dtype=np.float64)}, prov
+
+
+class Gio(ScoreMethod):
+    name = "gio"
+    summary = "GIO: greedy selection toward a --target set's distribution (no labels needed)"
+    columns = (
+        Column("gio_selected", pa.bool_(), "true = chosen by GIO's selection toward the target set"),
+        Column("gio_order", pa.int32(), "pick order, 0 = first; null where not selected; lower = picked earlier"),
+        Column("gio_score", pa.float64(), "drop of the KL estimate if this row alone were added to the selection; higher = closer to the target"),
+    )
+    needs = frozenset({TARGET})
+
+    def check(self, cfg) -> None:
+        if not cfg.target:
+            raise InputError("--method gio needs --target TARGET.parquet (embeddings of the distribution you want)")
+
+    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
+        cols, ctx.details["gio"] = score_gio(ctx.X, ctx.target, ctx.cfg.gio)
+        order = np.asarray(cols["gio_order"], dtype=np.int32)
+        return {"gio_selected": pa.array(np.asarray(cols["gio_selected"], dtype=bool)),
+                "gio_order": pa.array(order, pa.int32(), mask=order < 0),
+                "gio_score": pa.array(np.asarray(cols["gio_score"], dtype=np.float64))}
+
+    def provenance(self, ctx: ScoreContext) -> dict[str, Any]:
+        from curate.io.provenance import fingerprint
+
+        return {"method": "gio", "target": fingerprint(ctx.cfg.target), **ctx.details["gio"], **ctx.common}
+
+    def summarise(self, cols: dict[str, pa.Array]) -> dict[str, Any]:
+        return {"gio_selected": int(np.asarray(cols["gio_selected"]).sum())}

@@ -46,23 +46,14 @@ approximation, counted in provenance ("uncovered target-steps").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from curate.errors import InputError
+from curate.scores.gio_selection import Selection
 
 DENSE_LIMIT = 20_000_000
 LIST_SIZE = 128
-
-
-@dataclass
-class KnnSelection:
-    order: np.ndarray
-    trajectory: list[float]
-    stop_reason: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _dist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -224,7 +215,7 @@ def _setup(pool, target, config):
     return G, X, ev, state
 
 
-def select_knn(pool: np.ndarray, target: np.ndarray, config) -> KnnSelection:
+def select_knn(pool: np.ndarray, target: np.ndarray, config) -> Selection:
     """Greedy selection lowering the k-NN KL estimate (see the module docstring)."""
     G, X, ev, state = _setup(pool, target, config)
     N = len(G)
@@ -254,16 +245,13 @@ def select_knn(pool: np.ndarray, target: np.ndarray, config) -> KnnSelection:
              "uncovered_target_steps": ev.uncovered, "final_m": state.m,
              "estimate": "mean over ranks 1..k of the Wang, Kulkarni & Verdu (2009) k-NN estimates of KL(target || selected)",
              "kl_trajectory_rank_k": trajectory_k}
-    sel = KnnSelection(np.array(order, dtype=np.int64), trajectory, stop, extra)
-    sel._state = state  # for gain_alone
-    sel._evaluator = ev
-    return sel
+    return Selection(np.array(order, dtype=np.int64), trajectory, stop, extra, state=state, evaluator=ev)
 
 
-def gain_alone(pool: np.ndarray, target: np.ndarray, config, selection: KnnSelection | None = None) -> np.ndarray:
+def gain_alone(pool: np.ndarray, target: np.ndarray, config, selection: Selection | None = None) -> np.ndarray:
     """How much adding each candidate alone to the final selection would lower the estimate."""
-    if selection is not None and hasattr(selection, "_state"):
-        state, ev = selection._state, selection._evaluator
+    if selection is not None and selection.evaluator is not None:
+        state, ev = selection.state, selection.evaluator
     else:
         _, _, ev, state = _setup(pool, target, config)
     return ev.gains(state) - state.size_penalty()

@@ -18,12 +18,11 @@ gradient of D with respect to a new point v, ``d / (n (m + 1)) * sum_i (v - x_i)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from curate.errors import InputError
+from curate.scores.gio_selection import Selection
 
 CLIP_LO, CLIP_HI = 1e-10, 1e20
 
@@ -115,14 +114,6 @@ class _Nearest:
         return best
 
 
-@dataclass
-class Selection:
-    order: np.ndarray  # pool indices in pick order
-    trajectory: list[float]  # the estimate after each accepted pick (the first entry: seed set only)
-    stop_reason: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class ReferenceState:
     """Incremental bookkeeping of D(W): the running sum S, |W| and the constant target term."""
 
@@ -202,7 +193,7 @@ def select_reference(pool: np.ndarray, target: np.ndarray, config) -> Selection:
         prev = new
         i += 1
     return Selection(np.array(order, dtype=np.int64), trajectory, stop,
-                     {"scale_factor": scale, "seed_points": int(len(W0)), "final_m": state.m, "S": state.S})
+                     {"scale_factor": scale, "seed_points": int(len(W0)), "final_m": state.m}, state=state)
 
 
 def gain_alone(pool: np.ndarray, target: np.ndarray, config, selection: Selection | None = None) -> np.ndarray:
@@ -215,7 +206,7 @@ def gain_alone(pool: np.ndarray, target: np.ndarray, config, selection: Selectio
     n, d = X.shape
     m = config.init_points + (len(selection.order) if selection is not None else 0)
     m = max(m, 1)
-    S = selection.extra.get("S") if selection is not None and "S" in selection.extra else None
+    S = selection.state.S if selection is not None and selection.state is not None else None
     c = log_dist_sums(X, np.asarray(pool, dtype=np.float64), config.eps)
     if S is None:
         # No bookkeeping to hand: use the mean candidate as the typical member of W.

@@ -10,11 +10,16 @@ gradients (exact, slower).
 
 from __future__ import annotations
 
+import pyarrow as pa
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from curate.errors import InputError
 from curate.models.heads import Ensemble
+from curate.scores.base import LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, snapshot_params
+
+GRAND_AT = ("checkpoint", "init")
 
 
 def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -29,7 +34,7 @@ def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int =
             # Summed (not averaged) loss: d(sum_i L_i)/dz_i = dL_i/dz_i since rows are independent.
             loss = F.cross_entropy(logits.reshape(k * b, c), yb.repeat(k), reduction="sum")
             grads = torch.autograd.grad(loss, [z for _, z in pairs])
-        sq = torch.zeros(k, b, dtype=torch.float64)
+        sq = torch.zeros(k, b, dtype=torch.float64, device=logits.device)
         for layer, ((a, _), g) in enumerate(zip(pairs, grads)):
             # Layer 0's input is the shared batch: its norms once, not K expanded copies.
             a_sq = (xb.pow(2).sum(-1) if layer == 0 and xb.dim() == 2 else a.detach().pow(2).sum(-1)).double()
@@ -75,3 +80,26 @@ def grand(module: nn.Module | Ensemble, X: torch.Tensor, y: torch.Tensor) -> tor
         ens = Ensemble.from_members(spec, [module], [0]).to(linears[0].weight.dtype)
         return ensemble_grand(ens, X, y)
     return module_grand(module, X, y).unsqueeze(0)
+
+
+class Grand(ScoreMethod):
+    name = "grand"
+    summary = "GraNd: per-example gradient norm of the K snapshot heads (higher = more influential)"
+    columns = (
+        Column("grand", pa.float64(), "mean over K heads of the full-parameter per-example gradient norm, >= 0; higher = more important"),
+        Column("grand_std", pa.float64(), "std over the K heads of grand (--std)", std_of="grand"),
+    )
+    needs = frozenset({LABELS, SNAPSHOT})
+
+    def check(self, cfg) -> None:
+        if cfg.grand_at not in GRAND_AT:
+            raise InputError(f"--grand-at {cfg.grand_at}: expected 'checkpoint' or 'init'")
+
+    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
+        v = ctx.snapshot["grand"]
+        return {"grand": pa.array(v.mean(0)), **({"grand_std": pa.array(v.std(0))} if ctx.cfg.std else {})}
+
+    def provenance(self, ctx: ScoreContext) -> dict:
+        cfg = ctx.cfg
+        return {"method": "grand", "grand_at": cfg.grand_at, "t_effective": 0 if cfg.grand_at == "init" else cfg.epochs,
+                "definition": "mean over K of the full-parameter per-example gradient norm", **snapshot_params(ctx)}

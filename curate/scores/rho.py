@@ -6,7 +6,11 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import torch
+
+from curate.errors import InputError
+from curate.scores.base import IL_MODEL, LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, finite, snapshot_params
 
 
 def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -15,5 +19,31 @@ def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -lp.gather(-1, y.view(*([1] * (lp.dim() - 2)), -1, 1).expand(*lp.shape[:-1], 1)).squeeze(-1)
 
 
-def rho(target_loss: torch.Tensor, il_loss: torch.Tensor) -> torch.Tensor:
-    return target_loss - il_loss
+class Rho(ScoreMethod):
+    name = "rho"
+    summary = "RHO-LOSS: snapshot heads' loss minus the IL model's (needs --il; higher = learnable, not yet learnt)"
+    columns = (
+        Column("rho", pa.float64(), "target_loss - il_loss, unbounded; higher = worth training on, very low = noisy or redundant"),
+        Column("target_loss", pa.float64(), "mean over K snapshot heads of per-example CE, >= 0; higher = not yet learnt"),
+        Column("il_loss", pa.float64(), "CE of the irreducible-loss model trained on holdout data, >= 0; higher = unlearnable or mislabelled"),
+        Column("target_loss_std", pa.float64(), "std over the K heads of target_loss (--std)", std_of="target_loss"),
+    )
+    needs = frozenset({LABELS, SNAPSHOT, IL_MODEL})
+
+    def check(self, cfg) -> None:
+        if not cfg.il:
+            raise InputError("--method rho needs --il IL_DIR (train one with `curate il train HOLDOUT.parquet -o IL_DIR`)")
+
+    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
+        il_loss = finite("il_loss", ctx.il_model.losses(ctx.ids, ctx.labels, ctx.X, str(ctx.pool)), ctx.ids)
+        ce = ctx.snapshot["ce"]
+        target_loss = ce.mean(0)
+        out = {"target_loss": pa.array(target_loss), "il_loss": pa.array(il_loss), "rho": pa.array(target_loss - il_loss)}
+        if ctx.cfg.std:
+            out["target_loss_std"] = pa.array(ce.std(0))
+        return out
+
+    def provenance(self, ctx: ScoreContext) -> dict:
+        desc = ctx.il_model.describe()
+        return {"method": "rho", "definition": "target_loss - il_loss", "il_model_sha256": desc["sha256"], "il_model": desc,
+                **snapshot_params(ctx)}
