@@ -17,9 +17,9 @@ Columns (one value per pool row):
   evaluation row). Ties go to the smallest evaluation id.
 
 Kept row of a group: by default the member nearest the group's centroid (the mean of its
-normalised vectors, members taken in id order so the arithmetic does not depend on row order),
-cosines rounded to 1e-9 so that float noise cannot decide; ties (every group of two is one) go to
-the smallest id. With ``keep_by`` values, the member with the highest value (lowest with
+normalised vectors, members taken in id order so the arithmetic does not depend on row order);
+cosines within ``TIE`` (1e-6) of the best count as ties, so float32 noise cannot decide, and ties
+(every group of two is one) go to the smallest id. With ``keep_by`` values, the member with the highest value (lowest with
 ``keep_highest=False``); null/NaN values rank last; ties again to the smallest id.
 
 Search: up to ``exact_max`` rows, exact brute force in row blocks of at most ``block_bytes`` of
@@ -42,6 +42,7 @@ import pyarrow as pa
 from curate.errors import InputError
 
 TOL = 1e-6
+TIE = 1e-6
 EXACT_MAX = 50_000
 BLOCK_BYTES = 256 << 20
 COLUMNS = {
@@ -115,7 +116,7 @@ def pairs_ivf(Xn: np.ndarray, threshold: float, order: np.ndarray, nprobe: int =
     import faiss
 
     n, d = Xn.shape
-    nlist = max(1, int(4 * math.sqrt(n)))
+    nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per list
     rng = np.random.default_rng(seed)
     sample = order[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
     quantiser = faiss.IndexFlatIP(d)
@@ -138,7 +139,7 @@ def pairs_ivf(Xn: np.ndarray, threshold: float, order: np.ndarray, nprobe: int =
         if len(hot) == 0:
             continue
         lims, _, labels = index.range_search(q[hot], threshold - TOL)
-        src = np.repeat(rows[hot], np.diff(lims))
+        src = np.repeat(rows[hot], np.diff(lims).astype(np.int64))
         keep = src != labels
         I.append(src[keep])
         J.append(labels[keep])
@@ -170,10 +171,10 @@ def _kept(members: np.ndarray, ids: np.ndarray, Xn: np.ndarray, key: np.ndarray 
     members = members[np.argsort(ids[members], kind="stable")]  # id order: arithmetic independent of row order
     if key is None:
         c = Xn[members].astype(np.float64).mean(axis=0)
-        score = np.round(Xn[members].astype(np.float64) @ (c / np.linalg.norm(c)), 9)
-    else:
-        score = key[members]
-    return int(members[np.argmax(score)])  # argmax takes the first maximum: the smallest id
+        score = Xn[members].astype(np.float64) @ (c / np.linalg.norm(c))
+        # float32 inputs: cosines within TIE of the best are equal (every pair is such a tie)
+        return int(members[np.flatnonzero(score >= score.max() - TIE)[0]])
+    return int(members[np.argmax(key[members])])  # argmax takes the first maximum: the smallest id
 
 
 def dedup_columns(ids, X: np.ndarray, threshold: float, keep_by=None, keep_highest: bool = True,

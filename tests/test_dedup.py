@@ -1,0 +1,224 @@
+"""Near-duplicate columns checked against all-pairs float64 cosine, a union-find and per-group loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from curate.errors import InputError
+from curate.scores.dedup import check_threshold, dedup_columns
+
+T = 0.9
+
+
+def planted(seed: int = 0, bases: int = 40, d: int = 16):
+    """Random directions, each with 0-3 noisy copies and some exact copies; ids in shuffled order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(bases):
+        b = rng.normal(size=d)
+        rows.append(b)
+        for _ in range(rng.integers(0, 4)):
+            rows.append(b + rng.normal(0, 0.08, d) * np.linalg.norm(b) / math.sqrt(d))
+        if rng.random() < 0.2:
+            rows.append(b * 3.0)  # same direction, other norm: cosine exactly 1
+    X = np.asarray(rows, np.float32)
+    ids = [f"r{v:04d}" for v in rng.permutation(len(X))]
+    return ids, X
+
+
+def cosines(X):
+    Xn = X.astype(np.float64) / np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)
+    return Xn @ Xn.T
+
+
+def oracle_groups(X, t):
+    """Union-find over every pair with float64 cosine >= t; returns the set of groups (as id-index sets)."""
+    S = cosines(X)
+    parent = list(range(len(X)))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(len(X)):
+        for b in range(a + 1, len(X)):
+            if S[a, b] >= t:
+                parent[find(a)] = find(b)
+    comps: dict[int, set[int]] = {}
+    for a in range(len(X)):
+        comps.setdefault(find(a), set()).add(a)
+    return {frozenset(c) for c in comps.values() if len(c) > 1}
+
+
+def found_groups(cols):
+    g = cols["dup_group"].to_pylist()
+    out: dict[int, set[int]] = {}
+    for r, v in enumerate(g):
+        if v is not None:
+            out.setdefault(v, set()).add(r)
+    return {frozenset(c) for c in out.values()}
+
+
+def no_borderline(X, t):
+    S = cosines(X)
+    off = S[~np.eye(len(X), dtype=bool)]
+    return float(np.abs(off - t).min())
+
+
+def test_groups_equal_all_pairs_union_find():
+    ids, X = planted()
+    assert no_borderline(X, T) > 1e-4
+    cols, prov = dedup_columns(ids, X, T)
+    expected = oracle_groups(X, T)
+    assert len(expected) >= 10
+    assert found_groups(cols) == expected
+    assert prov["search"] == "exact" and prov["groups"] == len(expected)
+    # rows in no group: null group and null dup_of
+    grouped = set().union(*expected)
+    for r in range(len(X)):
+        if r not in grouped:
+            assert cols["dup_group"][r].as_py() is None and cols["dup_of"][r].as_py() is None
+
+
+def test_dup_sim_is_nearest_other_cosine():
+    ids, X = planted(1)
+    cols, _ = dedup_columns(ids, X, T)
+    S = cosines(X)
+    np.fill_diagonal(S, -np.inf)
+    np.testing.assert_allclose(cols["dup_sim"].to_numpy(), S.max(axis=1), atol=1e-5)
+
+
+def test_kept_row_is_nearest_centroid_then_smallest_id():
+    ids, X = planted(2)
+    cols, _ = dedup_columns(ids, X, T)
+    dup_of = cols["dup_of"].to_pylist()
+    for group in oracle_groups(X, T):
+        members = sorted(group, key=lambda r: ids[r])
+        unit = [[float(v) / math.sqrt(sum(float(w) ** 2 for w in X[r])) for v in X[r]] for r in members]
+        c = [sum(col) / len(unit) for col in zip(*unit)]
+        cn = math.sqrt(sum(v * v for v in c))
+        score = [sum(a * b for a, b in zip(u, c)) / cn for u in unit]
+        best = max(score)
+        kept = next(members[k] for k, s in enumerate(score) if s >= best - 1e-6)  # ties: smallest id
+        assert dup_of[kept] is None
+        assert all(dup_of[r] == ids[kept] for r in members if r != kept)
+
+
+def test_exact_duplicates_found_at_threshold_one():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 8)).astype(np.float32)
+    X[7] = X[3]
+    X[20] = X[3] * 0.5
+    X[11] = X[29]
+    ids = [f"x{i:02d}" for i in range(30)]
+    cols, _ = dedup_columns(ids, X, 1.0)
+    assert found_groups(cols) == {frozenset({3, 7, 20}), frozenset({11, 29})}
+    # groups of equal vectors: all tie on the centroid, the smallest id is kept
+    assert cols["dup_of"].to_pylist()[7] == "x03" and cols["dup_of"].to_pylist()[20] == "x03"
+    assert cols["dup_of"].to_pylist()[29] == "x11"
+
+
+@pytest.mark.parametrize("keep_highest", [True, False])
+def test_same_kept_rows_and_groups_under_shuffle(keep_highest):
+    ids, X = planted(4)
+    values = np.random.default_rng(5).integers(0, 3, len(X)).astype(float)  # many ties: id decides
+    values[::7] = np.nan
+    for keep_by in (None, values):
+        a, _ = dedup_columns(ids, X, T, keep_by=keep_by, keep_highest=keep_highest)
+        perm = np.random.default_rng(6).permutation(len(X))
+        b, _ = dedup_columns([ids[p] for p in perm], X[perm],
+                             T, keep_by=None if keep_by is None else keep_by[perm], keep_highest=keep_highest)
+        for col in ("dup_of", "dup_group", "dup_sim"):
+            by_id_a = dict(zip(ids, a[col].to_pylist()))
+            by_id_b = dict(zip([ids[p] for p in perm], b[col].to_pylist()))
+            if col == "dup_sim":
+                np.testing.assert_allclose([by_id_a[k] for k in ids], [by_id_b[k] for k in ids], atol=1e-6)
+            else:
+                assert by_id_a == by_id_b
+
+
+def test_keep_by_highest_and_lowest_value_ties_to_smallest_id():
+    ids, X = planted(7)
+    values = np.random.default_rng(8).integers(0, 4, len(X)).astype(float)
+    values[::5] = np.nan
+    for keep_highest in (True, False):
+        cols, _ = dedup_columns(ids, X, T, keep_by=values, keep_highest=keep_highest)
+        dup_of = cols["dup_of"].to_pylist()
+        for group in oracle_groups(X, T):
+            def rank(r):
+                v = values[r]
+                good = -math.inf if math.isnan(v) else (v if keep_highest else -v)
+                return (-good, ids[r])
+            kept = min(group, key=rank)
+            assert dup_of[kept] is None
+            assert all(dup_of[r] == ids[kept] for r in group if r != kept)
+
+
+def test_blocks_do_not_change_the_result():
+    ids, X = planted(9)
+    a, _ = dedup_columns(ids, X, T)
+    b, _ = dedup_columns(ids, X, T, block_bytes=4 * len(X) * 3)  # three rows per block
+    assert a["dup_of"].equals(b["dup_of"]) and a["dup_group"].equals(b["dup_group"])
+    np.testing.assert_array_equal(a["dup_sim"].to_numpy(), b["dup_sim"].to_numpy())
+
+
+def test_ivf_path_with_every_list_probed_equals_brute_force():
+    ids, X = planted(10, bases=80)
+    cols, prov = dedup_columns(ids, X, T, exact_max=0, nprobe=10_000)
+    assert prov["search"] == "ivf" and prov["nprobe"] == prov["nlist"]
+    assert found_groups(cols) == oracle_groups(X, T)
+    S = cosines(X)
+    np.fill_diagonal(S, -np.inf)
+    np.testing.assert_allclose(cols["dup_sim"].to_numpy(), S.max(axis=1), atol=1e-5)
+
+
+def test_against_equals_brute_force():
+    ids, X = planted(11)
+    rng = np.random.default_rng(12)
+    E = np.concatenate([X[rng.choice(len(X), 6, replace=False)] + rng.normal(0, 0.02, (6, X.shape[1])),
+                        rng.normal(size=(20, X.shape[1]))]).astype(np.float32)
+    E[25] = E[0]  # two equal eval rows: the smaller id wins
+    eids = [f"e{v:03d}" for v in rng.permutation(len(E))]
+    cols, prov = dedup_columns(ids, X, T, against=(eids, E))
+    Xd, Ed = X.astype(np.float64), E.astype(np.float64)
+    S = (Xd / np.linalg.norm(Xd, axis=1, keepdims=True)) @ (Ed / np.linalg.norm(Ed, axis=1, keepdims=True)).T
+    contam_of = cols["contam_of"].to_pylist()
+    for r in range(len(X)):
+        best = S[r].max()
+        nearest = min((eids[k] for k in range(len(E)) if S[r, k] >= best - 1e-6), key=str)
+        assert contam_of[r] == (nearest if best >= T else None)
+    np.testing.assert_allclose(cols["contam_sim"].to_numpy(), S.max(axis=1), atol=1e-5)
+    assert prov["contaminated"] == sum(v is not None for v in contam_of) >= 6
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.0001, 2, float("nan"), "abc", None])
+def test_threshold_out_of_range_is_one_line_input_error(bad):
+    with pytest.raises(InputError, match="dedup-threshold") as e:
+        check_threshold(bad)
+    assert "\n" not in str(e.value) and "(0, 1]" in str(e.value)
+
+
+def test_zero_vector_is_input_error_naming_row():
+    X = np.eye(4, dtype=np.float32)
+    X[2] = 0
+    with pytest.raises(InputError, match="'b2'.*zero embedding"):
+        dedup_columns(["b0", "b1", "b2", "b3"], X, 0.9)
+    with pytest.raises(InputError, match="against.*'e1'"):
+        dedup_columns(["b0", "b1"], np.eye(2, dtype=np.float32), 0.9,
+                      against=(["e0", "e1"], np.array([[1, 0], [0, 0]], np.float32)))
+
+
+def test_against_dimension_mismatch_is_input_error():
+    with pytest.raises(InputError, match="dimension 3 differs"):
+        dedup_columns(["a", "b"], np.eye(2, dtype=np.float32), 0.9, against=(["e"], np.ones((1, 3), np.float32)))
+
+
+def test_single_row_has_null_similarity_and_no_group():
+    cols, _ = dedup_columns(["only"], np.ones((1, 4), np.float32), 0.9)
+    assert cols["dup_sim"].to_pylist() == [None]
+    assert cols["dup_group"].to_pylist() == [None] and cols["dup_of"].to_pylist() == [None]
