@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from curate.errors import InputError
-from curate.scores.dedup import check_threshold, dedup_columns
+from curate.scores.dedup import check_threshold, dedup_columns, parse_keep_by
 
 T = 0.9
 
@@ -222,3 +222,11 @@ def test_single_row_has_null_similarity_and_no_group():
     cols, _ = dedup_columns(["only"], np.ones((1, 4), np.float32), 0.9)
     assert cols["dup_sim"].to_pylist() == [None]
     assert cols["dup_group"].to_pylist() == [None] and cols["dup_of"].to_pylist() == [None]
+
+
+def test_keep_by_spec():
+    assert parse_keep_by("el2n", ["el2n", "rho"]) == ("el2n", True)
+    assert parse_keep_by("el2n:min", ["el2n"]) == ("el2n", False)
+    assert parse_keep_by("a:b:max", ["a:b"]) == ("a:b", True)
+    with pytest.raises(InputError, match="no column 'grand'.*el2n, rho"):
+        parse_keep_by("grand", ["rho", "el2n"])

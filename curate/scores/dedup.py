@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from curate.errors import InputError
 
+DEFAULT_THRESHOLD = 0.95
 TOL = 1e-6
 TIE = 1e-6
 EXACT_MAX = 50_000
@@ -65,6 +66,18 @@ def check_threshold(threshold: float) -> float:
     if not (0.0 < t <= 1.0):  # also false for nan
         raise InputError(f"--dedup-threshold {threshold!r} is outside (0, 1]; give a cosine such as 0.95")
     return t
+
+
+def parse_keep_by(spec: str, columns) -> tuple[str, bool]:
+    """``COLUMN`` (keep the highest value) or ``COLUMN:min`` / ``COLUMN:max`` -> (column, keep_highest).
+
+    ``columns``: the names available; an unknown column or suffix is an InputError listing them.
+    """
+    name, _, way = str(spec).rpartition(":") if str(spec).endswith((":min", ":max")) else (str(spec), "", "max")
+    if name not in columns:
+        raise InputError(f"--dedup-keep-by {spec!r}: no column {name!r}; choose one of "
+                         f"{', '.join(sorted(columns))} (append :min to keep the lowest)")
+    return name, way == "max"
 
 
 def normalise(X: np.ndarray, ids: list[str], where: str = "embedding") -> np.ndarray:
