@@ -8,7 +8,7 @@
    precision = injected pairs / all linked pairs (cos >= threshold). BBC News holds genuine
    duplicate articles of its own, so "other links" counts links that are not injected rather than
    calling them all false.
-2. Synthetic vectors (clustered, `--dim` dims) with planted near-copies (cosine about 0.93-0.99),
+2. Synthetic vectors (clustered, `--dim` dims) with planted near-copies (cosine about 0.89-0.995),
    at `--sizes` rows: time of the exact blocked path and of the faiss IVF path (several nprobe),
    and the IVF path's recall of links (pairs with cos >= threshold) against brute force. Where
    the exact all-pairs run is too slow (rows > `--exact-max-rows`), brute force is computed for
@@ -112,7 +112,11 @@ def bbc_table(docs: int | None, copies: int, seed: int) -> list[str]:
 
 
 def synthetic(n: int, d: int, seed: int, planted_fraction: float = 0.05):
-    """Clustered unit vectors with ``planted_fraction * n`` near-copies (noise at cosine ~0.93-0.99)."""
+    """Clustered vectors with ``planted_fraction * n`` near-copies at cosine ~0.89-0.995 to their source.
+
+    Copies straddle the default benchmark threshold 0.9 on purpose: links near it are the ones an
+    approximate index is likeliest to miss.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(1, n // 1000), d)).astype(np.float32)
     base = n - int(n * planted_fraction)
@@ -121,7 +125,7 @@ def synthetic(n: int, d: int, seed: int, planted_fraction: float = 0.05):
         e = min(base, s + 65536)
         X[s:e] = centres[rng.integers(len(centres), size=e - s)] + rng.normal(0, 1.0, (e - s, d)).astype(np.float32)
     src = rng.integers(base, size=n - base)
-    noise = rng.uniform(0.1, 0.35, size=(n - base, 1)).astype(np.float32)  # relative size: cos ~ 1/sqrt(1+noise^2)
+    noise = rng.uniform(0.1, 0.5, size=(n - base, 1)).astype(np.float32)  # relative size: cos ~ 1/sqrt(1+noise^2)
     X[base:] = X[src] + noise * np.linalg.norm(X[src], axis=1, keepdims=True) \
         * rng.normal(0, 1 / np.sqrt(d), (n - base, d)).astype(np.float32)
     ids = np.array([f"v{k:08d}" for k in range(n)], dtype=object)
@@ -141,7 +145,7 @@ def links_of(rows: np.ndarray, Xn: np.ndarray, thr: float, block: int = 256) -> 
 def scale_table(sizes: list[int], d: int, thr: float, nprobes: list[int], queries: int, exact_max_rows: int,
                 seed: int) -> list[str]:
     lines = [f"Synthetic: clustered {d}-d vectors, 5 % planted near-copies, threshold {thr}", "",
-             "| rows | path | nprobe | seconds | link recall | planted-copy recall | recall measured on |",
+             "| rows | path | nprobe | seconds | link recall | planted-copy recall (copies at cos >= threshold) | recall measured on |",
              "|---|---|---|---|---|---|---|"]
     for n in sizes:
         start = len(lines)
@@ -159,7 +163,7 @@ def scale_table(sizes: list[int], d: int, thr: float, nprobes: list[int], querie
             for a, b in zip(i.tolist(), j.tolist()):
                 truth[a].add(b)
                 truth[b].add(a)
-            lines.append(f"| {n:,} | exact | - | {secs:.1f} | 1 | {planted_recall(comp, base, src):.4f} | all rows |")
+            lines.append(f"| {n:,} | exact | - | {secs:.1f} | 1 | {planted_recall(comp, base, src, Xn, thr):.4f} | all rows |")
             measured = "all rows"
         else:
             truth = links_of(sample, Xn, thr)
@@ -177,16 +181,18 @@ def scale_table(sizes: list[int], d: int, thr: float, nprobes: list[int], querie
             total = sum(len(truth[r]) for r in rows)
             got = sum(len(truth[r] & found.get(r, set())) for r in rows)
             lines.append(f"| {n:,} | IVF (nlist {params['nlist']}) | {params['nprobe']} | {secs:.1f} | "
-                         f"{got / max(total, 1):.4f} ({total:,} links) | {planted_recall(comp, base, src):.4f} "
+                         f"{got / max(total, 1):.4f} ({total:,} links) | {planted_recall(comp, base, src, Xn, thr):.4f} "
                          f"| {measured} |")
         print("\n".join(lines[start:]), file=sys.stderr)
     return lines
 
 
-def planted_recall(comp: np.ndarray, base: int, src: np.ndarray) -> float:
-    """Fraction of planted copies (rows ``base``..) grouped with their source row."""
+def planted_recall(comp: np.ndarray, base: int, src: np.ndarray, Xn: np.ndarray, thr: float) -> float:
+    """Fraction of planted copies (rows ``base``..) at cosine >= thr to their source that share its group."""
     copies = np.arange(base, base + len(src))
-    return float(np.mean((comp[copies] >= 0) & (comp[copies] == comp[src])))
+    linked = np.einsum("ij,ij->i", Xn[copies], Xn[src]) >= thr
+    together = (comp[copies] >= 0) & (comp[copies] == comp[src])
+    return float(np.mean(together[linked])) if linked.any() else float("nan")
 
 
 def main() -> None:
