@@ -169,7 +169,7 @@ def test_blocks_do_not_change_the_result():
 
 def test_ivf_path_with_every_list_probed_equals_brute_force():
     ids, X = planted(10, bases=80)
-    cols, prov = dedup_columns(ids, X, T, exact_max=0, nprobe=10_000)
+    cols, prov = dedup_columns(ids, X, T, exact_max=0, nprobe=10_000, threads=1)
     assert prov["search"] == "ivf" and prov["nprobe"] == prov["nlist"]
     assert found_groups(cols) == oracle_groups(X, T)
     S = cosines(X)
@@ -230,3 +230,8 @@ def test_keep_by_spec():
     assert parse_keep_by("a:b:max", ["a:b"]) == ("a:b", True)
     with pytest.raises(InputError, match="no column 'grand'.*el2n, rho"):
         parse_keep_by("grand", ["rho", "el2n"])
+
+
+def test_empty_pool_is_input_error():
+    with pytest.raises(InputError, match="no rows"):
+        dedup_columns([], np.zeros((0, 4), np.float32), 0.9)

@@ -11,7 +11,8 @@ Columns (one value per pool row):
 - ``dup_of`` (string): id of the kept row of this row's group; null for kept rows and for rows in
   no group, so ``prune --keep 'dup_of == null'`` keeps one row per group and every other row.
 - ``dup_sim`` (float64, in [-1, 1], higher = more redundant): cosine to the nearest other row
-  (whether or not it clears the threshold); null when the pool has one row.
+  (whether or not it clears the threshold); null when the pool has one row (or, on the IVF path,
+  when the probed lists hold no other row).
 - with an evaluation set, ``contam_of`` (string: id of the nearest evaluation row when its
   cosine is >= threshold, else null) and ``contam_sim`` (float64: cosine to the nearest
   evaluation row). Ties go to the smallest evaluation id.
@@ -192,26 +193,38 @@ def _kept(members: np.ndarray, ids: np.ndarray, Xn: np.ndarray, key: np.ndarray 
 
 def dedup_columns(ids, X: np.ndarray, threshold: float, keep_by=None, keep_highest: bool = True,
                   against: tuple[list[str], np.ndarray] | None = None, exact_max: int = EXACT_MAX,
-                  nprobe: int = 16, seed: int = 0, block_bytes: int = BLOCK_BYTES) -> tuple[dict[str, pa.Array], dict[str, Any]]:
+                  nprobe: int = 16, seed: int = 0, block_bytes: int = BLOCK_BYTES,
+                  threads: int | None = None) -> tuple[dict[str, pa.Array], dict[str, Any]]:
     """Near-duplicate columns for a pool (see the module docstring for each column's meaning).
 
     ids: n unique strings; X: (n, d) embeddings (normalised here); threshold: cosine in (0, 1];
     keep_by: optional (n,) values (null/NaN allowed) choosing each group's kept row;
-    against: optional (eval_ids, eval_X) adding ``contam_of``/``contam_sim``.
+    against: optional (eval_ids, eval_X) adding ``contam_of``/``contam_sim``;
+    exact_max: largest pool searched exactly, beyond it faiss IVF with ``nprobe`` lists probed,
+    its coarse k-means seeded by ``seed`` and run on ``threads`` OpenMP threads (None: faiss's default).
     Returns ``(columns, provenance)``: pyarrow arrays of length n, and the parameters used.
     """
     t = check_threshold(threshold)
     ids = np.asarray([str(v) for v in ids], dtype=object)
     n = len(ids)
+    if n == 0:
+        raise InputError("the pool has no rows; nothing to deduplicate")
+    if len(X) != n:
+        raise InputError(f"embedding: {len(X)} rows for {n} ids")
     Xn = normalise(X, list(ids))
-    if n and len(Xn) != n:
-        raise InputError(f"embedding: {len(Xn)} rows for {n} ids")
     order = np.argsort(ids, kind="stable")
     if n <= exact_max:
         i, j, nearest = pairs_exact(Xn, t, block_bytes)
         search = {"search": "exact", "block_bytes": block_bytes}
     else:
-        i, j, nearest, params = pairs_ivf(Xn, t, order, nprobe=nprobe, seed=seed)
+        import faiss
+
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(threads or before)
+        try:
+            i, j, nearest, params = pairs_ivf(Xn, t, order, nprobe=nprobe, seed=seed)
+        finally:
+            faiss.omp_set_num_threads(before)  # leave the process as it was
         search = {"search": "ivf", **params}
     comp = groups(n, i, j)
     key = _rank_key(keep_by, keep_highest)
