@@ -7,8 +7,12 @@ import math
 import numpy as np
 import pytest
 
+import pyarrow as pa
+
 from curate.errors import InputError
-from curate.scores.dedup import check_threshold, dedup_columns, parse_keep_by
+from curate.io.parquet import read_provenance, read_table, write_table
+from curate.scores.dedup import check_threshold, dedup_columns, dedup_score, parse_keep_by
+from score_helpers import write_pool
 
 T = 0.9
 
@@ -235,3 +239,37 @@ def test_keep_by_spec():
 def test_empty_pool_is_input_error():
     with pytest.raises(InputError, match="no rows"):
         dedup_columns([], np.zeros((0, 4), np.float32), 0.9)
+
+
+def test_dedup_score_reads_keep_by_and_against_from_files(tmp_path):
+    ids, X = planted(13)
+    pool = write_pool(tmp_path / "pool.parquet", X, ids=ids)
+    values = np.random.default_rng(14).normal(size=len(X))
+    t = read_table(pool).append_column("el2n", pa.array(values))
+    write_table(t, pool, read_provenance(pool))
+    E = X[:5] + 0.01
+    ev = write_pool(tmp_path / "eval.parquet", E, ids=[f"e{k}" for k in range(5)])
+    cols, prov = dedup_score(pool, ids, X, read_provenance(pool), T, keep_by="el2n:min", against=ev)
+    expect, _ = dedup_columns(ids, X, T, keep_by=values, keep_highest=False, against=([f"e{k}" for k in range(5)], E))
+    for c in ("dup_of", "dup_group", "contam_of"):
+        assert cols[c].equals(expect[c])
+    assert prov["keep_by"] == "el2n" and prov["against"]["sha256"] and prov["contaminated"] >= 5
+    # a column computed in the same run takes precedence over the file
+    same_run, _ = dedup_score(pool, ids, X, {}, T, keep_by="grand", new_columns={"grand": pa.array(-values)})
+    assert same_run["dup_of"].equals(dedup_columns(ids, X, T, keep_by=-values)[0]["dup_of"])
+
+
+def test_dedup_score_bad_files(tmp_path):
+    ids, X = planted(15)
+    pool = write_pool(tmp_path / "pool.parquet", X, ids=ids)
+    other = write_pool(tmp_path / "other.parquet", X[:3], ids=["a", "b", "c"], model_sha="b" * 64)
+    with pytest.raises(InputError, match="different model"):
+        dedup_score(pool, ids, X, read_provenance(pool), T, against=other)
+    with pytest.raises(InputError, match="no column 'rho'"):
+        dedup_score(pool, ids, X, {}, T, keep_by="rho")
+    with pytest.raises(InputError, match="not numeric"):
+        dedup_score(pool, ids, X, {}, T, keep_by="id")
+    bare = tmp_path / "bare.parquet"
+    write_table(pa.table({"id": ["a"]}), bare, {})
+    with pytest.raises(InputError, match="no 'embedding' column"):
+        dedup_score(pool, ids, X, {}, T, against=bare)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import InputError
 
@@ -285,3 +286,51 @@ def against_columns(Xn: np.ndarray, eval_ids, eval_X: np.ndarray, threshold: flo
         "contam_of": pa.array(np.where(hit, eval_ids[arg], None).tolist(), pa.string()),
         "contam_sim": pa.array(best.astype(np.float64), pa.float64()),
     }
+
+
+def _numeric(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
+    t = column.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        raise InputError(f"--dedup-keep-by {name}: column type {t} is not numeric; choose a score column")
+    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def dedup_score(pool, ids, X: np.ndarray, pool_provenance: dict, threshold: float = DEFAULT_THRESHOLD,
+                keep_by: str | None = None, against=None, new_columns: dict[str, pa.Array] | None = None,
+                seed: int = 0, threads: int | None = None) -> tuple[dict[str, pa.Array], dict[str, Any]]:
+    """File-level entry of the score step: resolve ``--dedup-keep-by`` and ``--dedup-against``, then
+    ``dedup_columns``.
+
+    pool: the pool Parquet (``keep_by`` is read from it unless the same run computed that column,
+    given in ``new_columns``); ids, X: its ids and (n, d) embeddings in file order;
+    against: path of an evaluation Parquet from `curate embed` (same embedding model).
+    Returns the columns and the provenance record every column shares.
+    """
+    from curate.io.parquet import open_parquet, read_embeddings, read_provenance, read_table
+    from curate.io.provenance import fingerprint
+
+    t = check_threshold(threshold)
+    values, highest, column = None, True, None
+    if keep_by is not None:
+        new_columns = new_columns or {}
+        column, highest = parse_keep_by(keep_by, set(open_parquet(pool).schema_arrow.names) | set(new_columns))
+        src = new_columns[column] if column in new_columns else read_table(pool, columns=[column]).column(column)
+        values = _numeric(src, column)
+    eval_set = None
+    if against is not None:
+        names = open_parquet(against).schema_arrow.names
+        for col in ("id", "embedding"):
+            if col not in names:
+                raise InputError(f"{against}: no {col!r} column; produce the evaluation file with `curate embed`")
+        a = ((pool_provenance or {}).get("embedding_model") or {}).get("sha256")
+        b = (read_provenance(against).get("embedding_model") or {}).get("sha256")
+        if a and b and a != b:
+            raise InputError(f"{against}: embedded with a different model than {pool}; re-embed one of them")
+        eval_set = (read_table(against, columns=["id"]).column("id").to_pylist(), read_embeddings(against))
+    cols, prov = dedup_columns(ids, X, t, keep_by=values, keep_highest=highest, against=eval_set, seed=seed,
+                               threads=threads)
+    if column is not None:
+        prov["keep_by"] = column
+    if against is not None:
+        prov["against"] = fingerprint(against)
+    return cols, prov
