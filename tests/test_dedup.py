@@ -273,3 +273,34 @@ def test_dedup_score_bad_files(tmp_path):
     write_table(pa.table({"id": ["a"]}), bare, {})
     with pytest.raises(InputError, match="no 'embedding' column"):
         dedup_score(pool, ids, X, {}, T, against=bare)
+
+
+def test_method_adapter_on_the_score_base(tmp_path):
+    base = pytest.importorskip("curate.scores.base", reason="the ScoreMethod base arrives with branch score-methods")
+    from types import SimpleNamespace
+
+    from curate.runtime import Runtime
+    from curate.scores.dedup import Dedup, DedupConfig
+
+    ids, X = planted(16)
+    pool = write_pool(tmp_path / "pool.parquet", X, ids=ids)
+    ev = write_pool(tmp_path / "eval.parquet", X[:4], ids=["e0", "e1", "e2", "e3"])
+    cfg = SimpleNamespace(dedup=DedupConfig(threshold=T, against=str(ev)), seed=0)
+    method = Dedup()
+    method.check(cfg)
+    ctx = base.ScoreContext(pool=pool, ids=ids, X=X, table=read_table(pool, columns=["id"]), prov=read_provenance(pool),
+                            cfg=cfg, runtime=Runtime.build("cpu", threads=1), common={"seed": 0})
+    cols = method.compute(ctx)
+    assert [c.name for c in method.columns] == list(cols)
+    assert all(cols[c.name].type == c.type for c in method.columns)
+    expect, _ = dedup_columns(ids, X, T, against=(["e0", "e1", "e2", "e3"], X[:4]))
+    assert all(cols[c].equals(expect[c]) for c in ("dup_of", "dup_group", "contam_of"))
+    rec = method.provenance(ctx)
+    assert rec["method"] == "dedup" and rec["threshold"] == T and rec["against"]["sha256"]
+    assert method.summarise(cols) == {"dup_groups": len(oracle_groups(X, T)),
+                                      "duplicates": sum(len(g) - 1 for g in oracle_groups(X, T)),
+                                      "contaminated": int((cosines(X)[:, :4].max(axis=1) >= T).sum())}
+    with pytest.raises(InputError, match="dedup-threshold"):
+        method.check(SimpleNamespace(dedup=DedupConfig(threshold=1.5)))
+    with pytest.raises(InputError, match="no such file"):
+        method.check(SimpleNamespace(dedup=DedupConfig(against=str(tmp_path / "missing.parquet"))))

@@ -35,6 +35,8 @@ Zero vectors have no direction, so cosine is undefined: they are an InputError n
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -334,3 +336,60 @@ def dedup_score(pool, ids, X: np.ndarray, pool_provenance: dict, threshold: floa
     if against is not None:
         prov["against"] = fingerprint(against)
     return cols, prov
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Options of ``--method dedup`` (``ScoreConfig.dedup``): see ``dedup_columns``."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    keep_by: str | None = None  # COLUMN, COLUMN:max or COLUMN:min of the pool file
+    against: str | None = None  # evaluation Parquet from `curate embed`
+    exact_max: int = EXACT_MAX
+    nprobe: int = 16
+
+    def check(self) -> None:
+        """Refuse bad options before any file is read (InputError, one line)."""
+        check_threshold(self.threshold)
+        if self.against is not None and not Path(self.against).is_file():
+            raise InputError(f"--dedup-against {self.against}: no such file; give a Parquet from `curate embed`")
+
+
+try:  # The method base lives on branch score-methods; until it is merged only the functions exist.
+    from curate.scores.base import Column, ScoreMethod
+except ImportError:  # pragma: no cover - removed at merge
+    ScoreMethod = None
+
+if ScoreMethod is not None:
+    class Dedup(ScoreMethod):
+        """``--method dedup``: near-duplicate groups and, with an evaluation set, contamination."""
+
+        name = "dedup"
+        summary = "semantic near-duplicates (cosine >= --dedup-threshold): dup_of, dup_sim, dup_group"
+        columns = (
+            Column("dup_of", pa.string(), COLUMNS["dup_of"]),
+            Column("dup_sim", pa.float64(), COLUMNS["dup_sim"]),
+            Column("dup_group", pa.int64(), COLUMNS["dup_group"]),
+            Column("contam_of", pa.string(), AGAINST_COLUMNS["contam_of"]),
+            Column("contam_sim", pa.float64(), AGAINST_COLUMNS["contam_sim"]),
+        )
+
+        def check(self, cfg) -> None:
+            cfg.dedup.check()
+
+        def compute(self, ctx) -> dict[str, pa.Array]:
+            d = ctx.cfg.dedup
+            # keep_by is read from the pool file: a column scored in this same run is not visible yet.
+            cols, self._record = dedup_score(ctx.pool, ctx.ids, ctx.X, ctx.prov, d.threshold, d.keep_by, d.against,
+                                             seed=ctx.cfg.seed, threads=ctx.runtime.threads)
+            return cols
+
+        def provenance(self, ctx) -> dict[str, Any]:
+            return {**super().provenance(ctx), **self._record}
+
+        def summarise(self, cols: dict[str, pa.Array]) -> dict[str, Any]:
+            out = {"dup_groups": len(pc.unique(cols["dup_group"].drop_null())),
+                   "duplicates": len(cols["dup_of"]) - cols["dup_of"].null_count}
+            if "contam_of" in cols:
+                out["contaminated"] = len(cols["contam_of"]) - cols["contam_of"].null_count
+            return out
