@@ -82,6 +82,8 @@ def test_groups_equal_all_pairs_union_find():
     assert len(expected) >= 10
     assert found_groups(cols) == expected
     assert prov["search"] == "exact" and prov["groups"] == len(expected)
+    assert cols["dup_keep"].to_pylist() == [v is None for v in cols["dup_of"].to_pylist()]
+    assert sum(cols["dup_keep"].to_pylist()) == len(X) - sum(len(g) - 1 for g in expected)
     # rows in no group: null group and null dup_of
     grouped = set().union(*expected)
     for r in range(len(X)):
@@ -137,7 +139,7 @@ def test_same_kept_rows_and_groups_under_shuffle(keep_highest):
         perm = np.random.default_rng(6).permutation(len(X))
         b, _ = dedup_columns([ids[p] for p in perm], X[perm],
                              T, keep_by=None if keep_by is None else keep_by[perm], keep_highest=keep_highest)
-        for col in ("dup_of", "dup_group", "dup_sim"):
+        for col in ("dup_of", "dup_keep", "dup_group", "dup_sim"):
             by_id_a = dict(zip(ids, a[col].to_pylist()))
             by_id_b = dict(zip([ids[p] for p in perm], b[col].to_pylist()))
             if col == "dup_sim":

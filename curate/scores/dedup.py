@@ -9,7 +9,9 @@ Columns (one value per pool row):
 - ``dup_group`` (int64): the group's ordinal among all groups ordered by their smallest id
   (0, 1, ...); null for a row linked to no other row. Independent of input row order.
 - ``dup_of`` (string): id of the kept row of this row's group; null for kept rows and for rows in
-  no group, so ``prune --keep 'dup_of == null'`` keeps one row per group and every other row.
+  no group.
+- ``dup_keep`` (bool): true for kept rows and rows in no group, false for the rows ``dup_of`` names
+  a kept row for, so ``prune --keep 'dup_keep == true'`` is deduplication.
 - ``dup_sim`` (float64, in [-1, 1], higher = more redundant): cosine to the nearest other row
   (whether or not it clears the threshold); null when the pool has one row (or, on the IVF path,
   when the probed lists hold no other row).
@@ -52,6 +54,7 @@ EXACT_MAX = 50_000
 BLOCK_BYTES = 256 << 20
 COLUMNS = {
     "dup_of": "id of the kept row of this row's near-duplicate group; null for kept rows and rows in no group",
+    "dup_keep": "true for the kept row of each group and rows in no group; false for the other group members",
     "dup_sim": "cosine to the nearest other row, in [-1, 1]; higher = more redundant",
     "dup_group": "near-duplicate group number (ordered by smallest id); null for rows in no group",
 }
@@ -247,6 +250,7 @@ def dedup_columns(ids, X: np.ndarray, threshold: float, keep_by=None, keep_highe
 
     cols = {
         "dup_of": pa.array(dup_of.tolist(), pa.string()),
+        "dup_keep": pa.array(np.equal(dup_of, None).astype(bool), pa.bool_()),
         "dup_sim": pa.array(nearest.astype(np.float64), pa.float64(), mask=~np.isfinite(nearest)),
         "dup_group": pa.array(dup_group, pa.int64(), mask=dup_group < 0),
     }
@@ -365,9 +369,10 @@ if ScoreMethod is not None:
         """``--method dedup``: near-duplicate groups and, with an evaluation set, contamination."""
 
         name = "dedup"
-        summary = "semantic near-duplicates (cosine >= --dedup-threshold): dup_of, dup_sim, dup_group"
+        summary = "semantic near-duplicates (cosine >= --dedup-threshold): dup_of, dup_keep, dup_sim, dup_group"
         columns = (
             Column("dup_of", pa.string(), COLUMNS["dup_of"]),
+            Column("dup_keep", pa.bool_(), COLUMNS["dup_keep"]),
             Column("dup_sim", pa.float64(), COLUMNS["dup_sim"]),
             Column("dup_group", pa.int64(), COLUMNS["dup_group"]),
             Column("contam_of", pa.string(), AGAINST_COLUMNS["contam_of"]),
