@@ -10,8 +10,8 @@ Columns (one value per pool row):
   (0, 1, ...); null for a row linked to no other row. Independent of input row order.
 - ``dup_of`` (string): id of the kept row of this row's group; null for kept rows and for rows in
   no group.
-- ``dup_keep`` (bool): true for kept rows and rows in no group, false for the rows ``dup_of`` names
-  a kept row for, so ``prune --keep 'dup_keep == true'`` is deduplication.
+- ``dup_keep`` (bool): true for kept rows and rows in no group, false for the other members of a
+  group (exactly the rows with a ``dup_of``), so ``prune --keep 'dup_keep == true'`` deduplicates.
 - ``dup_sim`` (float64, in [-1, 1], higher = more redundant): cosine to the nearest other row
   (whether or not it clears the threshold); null when the pool has one row (or, on the IVF path,
   when the probed lists hold no other row).
@@ -22,8 +22,9 @@ Columns (one value per pool row):
 Kept row of a group: by default the member nearest the group's centroid (the mean of its
 normalised vectors, members taken in id order so the arithmetic does not depend on row order);
 cosines within ``TIE`` (1e-6) of the best count as ties, so float32 noise cannot decide, and ties
-(every group of two is one) go to the smallest id. With ``keep_by`` values, the member with the highest value (lowest with
-``keep_highest=False``); null/NaN values rank last; ties again to the smallest id.
+(every group of two is one) go to the smallest id. With ``keep_by`` values, the member with the
+highest value (lowest with ``keep_highest=False``); null/NaN values rank last; ties again to the
+smallest id.
 
 Search: up to ``exact_max`` rows, exact brute force in row blocks of at most ``block_bytes`` of
 float32 similarities. Beyond it, a faiss IVF index (inner product, ``nlist`` ~ 4 sqrt(n) lists,
