@@ -27,6 +27,7 @@ from curate.models.heads import HeadSpec
 from curate.models.train import TrainConfig
 from curate.runtime import CPU, Runtime
 from curate.scores.base import ScoreContext
+from curate.scores.dedup import DedupConfig
 from curate.scores.gio import GioConfig
 from curate.scores.grand import GRAND_AT
 from curate.scores.registry import METHODS, get
@@ -52,6 +53,7 @@ class ScoreConfig:
     target: str | None = None
     gio: GioConfig = field(default_factory=GioConfig)
     lq_folds: int = 5
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     trust_torchscript: bool = False
 
     @property

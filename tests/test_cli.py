@@ -13,7 +13,7 @@ from curate.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [["embed"], ["il", "train"], ["il", "info"], ["score"], ["prune"], ["report"]]
+COMMANDS = [["embed"], ["il", "train"], ["il", "info"], ["score"], ["prune"], ["report"], ["train"]]
 
 
 def test_version():

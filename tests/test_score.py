@@ -158,7 +158,7 @@ def test_torchscript_il_model_with_label_mapping(files, tmp_path):
     (ts.parent / "labels.json").write_text(json.dumps(cfg["labels"]))
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     assert run("score", pool, "--il", il, "-m", "rho", "-K", 1, "-t", 1, "-o", a).exit_code == 0
-    r = run("score", pool, "--il", ts, "-m", "rho", "-K", 1, "-t", 1, "-o", b)
+    r = run("score", pool, "--il", ts, "--trust-torchscript", "-m", "rho", "-K", 1, "-t", 1, "-o", b)
     assert r.exit_code == 0, r.stderr
     np.testing.assert_allclose(pq.read_table(a).column("il_loss").to_numpy(), pq.read_table(b).column("il_loss").to_numpy(), atol=1e-6)
 

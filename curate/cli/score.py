@@ -13,6 +13,7 @@ from curate.models.heads import ARCHITECTURES, HeadSpec
 from curate.models.train import TrainConfig
 from curate.runtime import Runtime
 from curate.score import ScoreConfig
+from curate.scores.dedup import DedupConfig
 from curate.scores.gio import ESTIMATORS, V_INITS, GioConfig
 from curate.scores.grand import GRAND_AT
 from curate.scores.registry import METHODS, MethodName
@@ -74,6 +75,9 @@ def score_cmd(
     gio_steps: int = typer.Option(_G.later_steps, "--gio-steps", help="GIO descent steps in later rounds, >= 0."),
     gio_init_points: int = typer.Option(_G.init_points, "--gio-init-points", help="GIO: random unit points seeded into the selected set, >= 0."),
     clusters: Optional[int] = typer.Option(_G.clusters, "--clusters", help="GIO quantised mode: k-means pool and target into this many centroids, >= 2."),
+    dedup_threshold: float = typer.Option(DedupConfig.threshold, "--dedup-threshold", help="dedup: cosine in (0, 1] at which two rows are near-duplicates."),
+    dedup_keep_by: Optional[str] = typer.Option(None, "--dedup-keep-by", metavar="COLUMN[:max|:min]", help="dedup: keep the group's row with the highest COLUMN of the pool (':min' for lowest); default: the row nearest the group's centroid, ties by id."),
+    dedup_against: Optional[Path] = typer.Option(None, "--dedup-against", help="dedup: evaluation Parquet from `curate embed`; adds contam_of / contam_sim (pool rows within the threshold of an evaluation row)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads, >= 1 (default: torch's)."),
     chunk: int = typer.Option(_R.chunk, "--chunk", help="Rows a scoring pass holds at once, >= 1."),
@@ -99,6 +103,7 @@ def score_cmd(
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay),
         grand_at=grand_at.value, std=std, seed=seed, il=str(il) if il else None, target=str(target) if target else None,
         lq_folds=lq_folds, trust_torchscript=trust_torchscript,
+        dedup=DedupConfig(threshold=dedup_threshold, keep_by=dedup_keep_by, against=str(dedup_against) if dedup_against else None),
         gio=GioConfig(estimator=gio_estimator.value, k=gio_k, budget=budget, max_iter=max_iter, v_init=gio_v_init.value,
                       lr=gio_lr, first_iter_steps=gio_first_steps, later_steps=gio_steps, init_points=gio_init_points,
                       clusters=clusters, seed=seed),

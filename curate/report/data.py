@@ -17,12 +17,23 @@ import pyarrow.parquet as pq
 from curate.errors import InputError
 from curate.io.parquet import embedding_array, open_parquet
 
-# The score columns the report knows by name, in display order. One constant so that the
-# score-method registry can replace it at merge.
-KNOWN_SCORES = ("el2n", "grand", "rho", "target_loss", "il_loss", "label_quality", "gio_score", "gio_order", "dup_sim")
-QUANTILES = (0.1, 0.5, 0.9)
 # Columns that are never scores even if they are numeric.
-NOT_SCORES = {"id", "label", "embedding", "gio_selected", "dup_of", "dup_group"}
+NOT_SCORES = {"id", "label", "embedding", "gio_selected", "dup_of", "dup_group", "dup_keep", "contam_of"}
+
+
+def _known_scores() -> tuple[str, ...]:
+    """Every numeric column a registered score method writes, in registry order."""
+    import pyarrow as pa
+
+    from curate.scores.registry import known_columns
+
+    return tuple(name for name, col in known_columns().items()
+                 if (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)) and name not in NOT_SCORES)
+
+
+# The score columns the report knows by name, in display order: from the score-method registry.
+KNOWN_SCORES = _known_scores()
+QUANTILES = (0.1, 0.5, 0.9)
 
 
 def score_columns(schema: dict[str, pl.DataType]) -> list[str]:

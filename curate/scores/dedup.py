@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import InputError
+from curate.scores.base import Column, ScoreMethod
 
 DEFAULT_THRESHOLD = 0.95
 TOL = 1e-6
@@ -360,42 +361,36 @@ class DedupConfig:
             raise InputError(f"--dedup-against {self.against}: no such file; give a Parquet from `curate embed`")
 
 
-try:  # The method base lives on branch score-methods; until it is merged only the functions exist.
-    from curate.scores.base import Column, ScoreMethod
-except ImportError:  # pragma: no cover - removed at merge
-    ScoreMethod = None
+class Dedup(ScoreMethod):
+    """``--method dedup``: near-duplicate groups and, with an evaluation set, contamination."""
 
-if ScoreMethod is not None:
-    class Dedup(ScoreMethod):
-        """``--method dedup``: near-duplicate groups and, with an evaluation set, contamination."""
+    name = "dedup"
+    summary = "semantic near-duplicates (cosine >= --dedup-threshold): dup_of, dup_keep, dup_sim, dup_group"
+    columns = (
+        Column("dup_of", pa.string(), COLUMNS["dup_of"]),
+        Column("dup_keep", pa.bool_(), COLUMNS["dup_keep"]),
+        Column("dup_sim", pa.float64(), COLUMNS["dup_sim"]),
+        Column("dup_group", pa.int64(), COLUMNS["dup_group"]),
+        Column("contam_of", pa.string(), AGAINST_COLUMNS["contam_of"]),
+        Column("contam_sim", pa.float64(), AGAINST_COLUMNS["contam_sim"]),
+    )
 
-        name = "dedup"
-        summary = "semantic near-duplicates (cosine >= --dedup-threshold): dup_of, dup_keep, dup_sim, dup_group"
-        columns = (
-            Column("dup_of", pa.string(), COLUMNS["dup_of"]),
-            Column("dup_keep", pa.bool_(), COLUMNS["dup_keep"]),
-            Column("dup_sim", pa.float64(), COLUMNS["dup_sim"]),
-            Column("dup_group", pa.int64(), COLUMNS["dup_group"]),
-            Column("contam_of", pa.string(), AGAINST_COLUMNS["contam_of"]),
-            Column("contam_sim", pa.float64(), AGAINST_COLUMNS["contam_sim"]),
-        )
+    def check(self, cfg) -> None:
+        cfg.dedup.check()
 
-        def check(self, cfg) -> None:
-            cfg.dedup.check()
+    def compute(self, ctx) -> dict[str, pa.Array]:
+        d = ctx.cfg.dedup
+        # keep_by is read from the pool file: a column scored in this same run is not visible yet.
+        cols, ctx.details[self.name] = dedup_score(ctx.pool, ctx.ids, ctx.X, ctx.prov, d.threshold, d.keep_by, d.against,
+                                                   seed=ctx.cfg.seed, threads=ctx.runtime.threads)
+        return cols
 
-        def compute(self, ctx) -> dict[str, pa.Array]:
-            d = ctx.cfg.dedup
-            # keep_by is read from the pool file: a column scored in this same run is not visible yet.
-            cols, self._record = dedup_score(ctx.pool, ctx.ids, ctx.X, ctx.prov, d.threshold, d.keep_by, d.against,
-                                             seed=ctx.cfg.seed, threads=ctx.runtime.threads)
-            return cols
+    def provenance(self, ctx) -> dict[str, Any]:
+        return {**super().provenance(ctx), **ctx.details[self.name]}
 
-        def provenance(self, ctx) -> dict[str, Any]:
-            return {**super().provenance(ctx), **self._record}
-
-        def summarise(self, cols: dict[str, pa.Array]) -> dict[str, Any]:
-            out = {"dup_groups": len(pc.unique(cols["dup_group"].drop_null())),
-                   "duplicates": len(cols["dup_of"]) - cols["dup_of"].null_count}
-            if "contam_of" in cols:
-                out["contaminated"] = len(cols["contam_of"]) - cols["contam_of"].null_count
-            return out
+    def summarise(self, cols: dict[str, pa.Array]) -> dict[str, Any]:
+        out = {"dup_groups": len(pc.unique(cols["dup_group"].drop_null())),
+               "duplicates": len(cols["dup_of"]) - cols["dup_of"].null_count}
+        if "contam_of" in cols:
+            out["contaminated"] = len(cols["contam_of"]) - cols["contam_of"].null_count
+        return out

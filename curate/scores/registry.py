@@ -8,13 +8,14 @@ from __future__ import annotations
 from enum import Enum
 
 from curate.scores.base import Column, ScoreMethod
+from curate.scores.dedup import Dedup
 from curate.scores.el2n import El2n
 from curate.scores.gio import Gio
 from curate.scores.grand import Grand
 from curate.scores.label_quality import LabelQuality
 from curate.scores.rho import Rho
 
-METHODS: dict[str, ScoreMethod] = {m.name: m for m in (El2n(), Grand(), Rho(), Gio(), LabelQuality())}
+METHODS: dict[str, ScoreMethod] = {m.name: m for m in (El2n(), Grand(), Rho(), Gio(), LabelQuality(), Dedup())}
 
 # typer checks --method against this and lists the choices in --help.
 MethodName = Enum("MethodName", {name: name for name in METHODS}, type=str)
