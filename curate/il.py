@@ -106,7 +106,7 @@ def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str) -> tuple[torch.
 
 def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False) -> dict[str, Any]:
     """Train an IL model on HOLDOUT and write a model directory. Returns its config."""
-    out_dir = check_output(out_dir, overwrite)
+    out_dir = check_output(out_dir, overwrite, inputs=(holdout,))
     ids, labels, X, prov = read_labelled(holdout, "il train")
     head, config = _train_one(ids, labels, X, prov, cfg, str(holdout))
     with atomic_dir(out_dir) as tmp:
@@ -116,7 +116,7 @@ def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(
 
 def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False) -> dict[str, Any]:
     """No holdout: split POOL into two class-balanced halves and train one IL model on each."""
-    out_dir = check_output(out_dir, overwrite)
+    out_dir = check_output(out_dir, overwrite, inputs=(pool,))
     ids, labels, X, prov = read_labelled(pool, "il train --cross-fit")
     keys = np.array([str(v) for v in labels])
     _, y = np.unique(keys, return_inverse=True)

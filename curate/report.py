@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import InputError
-from curate.io.atomic import atomic_dir, atomic_path, check_output
+from curate.io.atomic import atomic_dir, atomic_path, check_distinct, check_output
 from curate.io.parquet import read_table
 
 KNOWN = ["el2n", "grand", "rho", "target_loss", "il_loss", "gio_score", "gio_order"]
@@ -108,10 +108,10 @@ def _thumb(path: Path) -> str | None:
 def build(scored: str | Path, output: str | Path, source: str | Path | None = None, n_examples: int = 5,
           overwrite: bool = False) -> dict[str, Any]:
     output = Path(output)
-    check_output(output, overwrite)
     png_dir = output.with_name(output.stem + "_files")
-    if png_dir.exists() and not overwrite:
-        raise InputError(f"{png_dir}: already exists; pass --overwrite to replace it")
+    check_distinct(output, png_dir)
+    check_output(output, overwrite, inputs=(scored, source))
+    check_output(png_dir, overwrite, inputs=(scored, source))
     table = read_table(scored)
     if "id" not in table.column_names:
         raise InputError(f"{scored}: no 'id' column; report reads files written by `curate score`")

@@ -123,7 +123,8 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
     _validate(cfg)
     pool, output = Path(pool), Path(output)
     in_place = pool.resolve() == output.resolve() if output.exists() else False
-    check_output(output, overwrite)
+    # In place (-o POOL --overwrite) is allowed: POOL is then a curate file, replaced atomically.
+    check_output(output, overwrite, inputs=(cfg.il, cfg.target) if in_place else (pool, cfg.il, cfg.target))
     names = open_parquet(pool).schema_arrow.names
     for col in ("id", "embedding"):
         if col not in names:

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import InputError
-from curate.io.atomic import check_output
+from curate.io.atomic import check_distinct, check_output
 from curate.io.parquet import read_provenance, read_table, write_table
 from curate.io.provenance import base_record, fingerprint
 from curate.prune.conditions import Bound, Condition, parse_condition
@@ -179,9 +179,10 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     from curate.prune import writers
 
     output = Path(output)
-    check_output(output, overwrite)
+    check_distinct(output, dropped)
+    check_output(output, overwrite, inputs=(scored, source))
     if dropped is not None:
-        check_output(dropped, overwrite)
+        check_output(dropped, overwrite, inputs=(scored, source))
     table = read_table(scored)
     if "id" not in table.column_names:
         raise InputError(f"{scored}: no 'id' column; prune reads files written by `curate score`")
