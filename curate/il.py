@@ -120,7 +120,7 @@ def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(
 
     Training runs on ``runtime.device`` with ``runtime.threads`` torch threads (restored after).
     """
-    out_dir = check_output(out_dir, overwrite)
+    out_dir = check_output(out_dir, overwrite, inputs=(holdout,))
     ids, labels, X, prov = read_labelled(holdout, "il train")
     head, config = _train_one(ids, labels, X, prov, cfg, str(holdout), runtime)
     with atomic_dir(out_dir) as tmp:
@@ -131,7 +131,7 @@ def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(
 def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False,
                     runtime: Runtime = CPU) -> dict[str, Any]:
     """No holdout: split POOL into two class-balanced halves and train one IL model on each."""
-    out_dir = check_output(out_dir, overwrite)
+    out_dir = check_output(out_dir, overwrite, inputs=(pool,))
     ids, labels, X, prov = read_labelled(pool, "il train --cross-fit")
     keys = np.array([str(v) for v in labels])
     _, y = np.unique(keys, return_inverse=True)

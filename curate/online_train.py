@@ -100,7 +100,7 @@ def train_online(pool: str | Path, out_dir: str | Path, cfg: OnlineConfig = Onli
     ``on_step(step, seconds)``: called after each step with the step's wall time (selection and
     update, evaluation excluded), for benchmarks.
     """
-    out_dir = check_output(out_dir, overwrite)
+    out_dir = check_output(out_dir, overwrite, inputs=tuple(p for p in (pool, il, eval_path) if p))
     ids, labels, X, prov = read_labelled(pool, "train")
     if len(set(ids)) != len(ids):
         seen: set = set()

@@ -57,6 +57,10 @@ class Bar:
     def advance(self, n: int = 1) -> None:
         self._p.advance(self._t, n)
 
+    def update(self, **fields) -> None:
+        """Change the task's description, total or completed count (rich's ``Progress.update``)."""
+        self._p.update(self._t, **fields)
+
     def complete(self) -> None:
         """Early stop (e.g. convergence before the last epoch): show the bar as finished where it stopped."""
         done = next(t.completed for t in self._p.tasks if t.id == self._t)

@@ -120,7 +120,9 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
     """Score POOL with ``cfg.methods`` on ``runtime`` and write POOL's columns plus the score columns to OUTPUT."""
     pool, output = Path(pool), Path(output)
     in_place = pool.resolve() == output.resolve() if output.exists() else False
-    check_output(output, overwrite)
+    # In place (-o POOL --overwrite) is allowed: POOL is then a curate file, replaced atomically.
+    others = tuple(p for p in (cfg.il, cfg.target, cfg.dedup.against) if p)
+    check_output(output, overwrite, inputs=others if in_place else (pool, *others))
     with runtime.activate():
         ctx = context(pool, cfg, runtime, in_place)
         new: dict[str, pa.Array] = {}

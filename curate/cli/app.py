@@ -27,10 +27,10 @@ class _Group(TyperGroup):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except NoArgsIsHelpError as e:
-            e.show()  # bare `curate` or `curate il`: the help is the answer
-            rv = 2 if standalone_mode else None
             if not standalone_mode:
                 raise
+            e.show()  # bare `curate` or `curate il`: the help is the answer, not an error line
+            rv = e.exit_code
         except ClickException as e:
             if not standalone_mode:
                 raise

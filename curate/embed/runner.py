@@ -250,7 +250,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
     ``executor`` decides where shards run (default: in-process threads, ``config.workers``).
     """
     output = Path(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=(input,))
     source = open_source(input)
     modality, columns = _validate(source, config)
     n_rows = _scan_ids(source, config, columns)

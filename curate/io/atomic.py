@@ -5,7 +5,8 @@ name, so the next run on NAME recognises and removes what a killed run left. A s
 outputs commits them through :func:`atomic_group`: all or none, with a journal for recovery.
 
 Test hook: ``CURATE_TEST_PAUSE_BEFORE_COMMIT=SECONDS`` sleeps just before each final rename and
-``CURATE_TEST_PAUSE_BETWEEN_RENAMES=SECONDS`` between the renames of a group, so that tests can
+``CURATE_TEST_PAUSE_BETWEEN_RENAMES=SECONDS`` between the renames of a group (only for the output
+named ``CURATE_TEST_PAUSE_PATH`` when that is set), announcing it on stderr, so that tests can
 send a signal at the worst moment. Unset in normal use.
 """
 
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +29,11 @@ from curate.io import lock, owned
 _TMP = "curate-"
 
 
-def _pause(var: str) -> None:
+def _pause(var: str, *paths: Path) -> None:
     seconds = os.environ.get(var)
-    if seconds:
+    only = os.environ.get("CURATE_TEST_PAUSE_PATH")
+    if seconds and (not only or any(p.name == only for p in paths)):
+        print(f"curate: test hook: {var} {paths[0]}", file=sys.stderr, flush=True)
         time.sleep(float(seconds))
 
 
@@ -168,7 +172,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         # mkstemp creates 0600; give the result the permissions an ordinary open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", path)
         _swap_in(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -184,7 +188,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", path)
         _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -210,6 +214,7 @@ def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.{_TMP}", suffix=".tmp", dir=p.parent))
         os.rmdir(tmp)  # reserve the name only; the caller creates a file or a directory
         pairs.append((tmp, p))
+    journal = None
     try:
         yield [t for t, _ in pairs]
         staged = [(t, p) for t, p in pairs if t.exists() or t.is_symlink()]
@@ -223,14 +228,15 @@ def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
         blob = json.dumps({"pairs": entries}, sort_keys=True)
         for _, p in staged:
             _journal(p).write_text(blob)  # the commit point: from here recovery can finish or undo
-        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT")
+        journal = _journal(staged[0][1]) if staged else None
+        _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", *(p for _, p in staged))
         for i, (t, p) in enumerate(staged):
             owned.record_pending(p, t)
             if p.exists() or p.is_symlink():
                 os.replace(p, entries[i]["backup"])
             os.replace(t, p)
             if i == 0:
-                _pause("CURATE_TEST_PAUSE_BETWEEN_RENAMES")
+                _pause("CURATE_TEST_PAUSE_BETWEEN_RENAMES", *(p for _, p in staged))
         for i, (_, p) in enumerate(staged):
             _remove(Path(entries[i]["backup"]))
             owned.record_done(p)
@@ -238,6 +244,8 @@ def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
             _journal(p).unlink(missing_ok=True)
             lock.release(p)
     except BaseException:
+        if journal is not None and journal.exists():
+            _recover(journal)  # interrupted among the renames (e.g. SIGTERM): undo now, not on the next run
         for t, _ in pairs:
             _remove(t)
         raise
@@ -250,6 +258,10 @@ def _recover(journal: Path) -> None:
     except (OSError, ValueError, KeyError):
         journal.unlink(missing_ok=True)
         return
+    # Every output of the group must be ours to touch: lock them all (fails if a live run holds one).
+    taken = [Path(e["final"]) for e in entries if not lock.held(Path(e["final"]))]
+    for f in taken:
+        lock.acquire(f)
     done = all(not Path(e["tmp"]).exists() for e in entries)
     for e in reversed(entries):
         tmp, final, bak = Path(e["tmp"]), Path(e["final"]), Path(e["backup"])
@@ -264,3 +276,5 @@ def _recover(journal: Path) -> None:
         owned.record_done(final) if final.exists() else owned.forget(final)
     for e in entries:
         _journal(Path(e["final"])).unlink(missing_ok=True)
+    for f in taken:
+        lock.release(f)

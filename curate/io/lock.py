@@ -57,6 +57,11 @@ def acquire(path: Path) -> None:
     _held[key] = (fd, lp)
 
 
+def held(path: Path) -> bool:
+    """Whether this process holds the lock of output ``path``."""
+    return Path(path).resolve() in _held
+
+
 def release(path: Path) -> None:
     """Unlock and remove the lock file of ``path`` if this process holds it."""
     item = _held.pop(Path(path).resolve(), None)
