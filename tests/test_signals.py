@@ -179,8 +179,6 @@ def test_second_concurrent_run_fails_fast(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="prune and report commit their two outputs one after the other; "
-                   "they must go through atomic_group (issue 9 item 2): remove this marker when they do")
 @pytest.mark.parametrize("step_name,name", [("prune", "dropped.csv"), ("report", "r.html")])
 def test_two_output_step_is_all_or_none(pipe, step_name, name):
     root, _, reference = pipe
