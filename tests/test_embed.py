@@ -236,7 +236,7 @@ def test_bad_inputs(tmp_path, jsonl):
                   "no-such/model-anywhere", "never downloads")
     nulls = tmp_path / "nulls.jsonl"
     nulls.write_text('{"text": "a"}\n{"text": null}\n')
-    _assert_fails(["embed", nulls, "--text-column", "text", "-o", out], out, "nulls.jsonl:1", "null")
+    _assert_fails(["embed", nulls, "--text-column", "text", "-o", out], out, "nulls.jsonl: row 1", "null")
 
 
 def test_existing_output_needs_overwrite(jsonl, tmp_path):

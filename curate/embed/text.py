@@ -88,9 +88,13 @@ class TextEncoder:
 
     def describe(self) -> dict[str, Any]:
         has_norm = any(type(m).__name__ == "Normalize" for m in self.model)
+        pooling = next((m.get_pooling_mode_str() for m in self.model if hasattr(m, "get_pooling_mode_str")), None)
+        tokenizer = getattr(self.model, "tokenizer", None)
         return {
             "name": self.name, "path": str(self.path), "sha256": weights_sha256(self.path),
             "modality": "text", "dimension": self.dimension,
             "normalize": bool(self.normalize or has_norm), "model_normalizes": has_norm,
             "max_seq_length": int(self.model.max_seq_length), "batch_size": self.batch_size,
+            "backend": "torch", "pooling": pooling, "image_size": None,
+            "preprocessing": f"{type(tokenizer).__name__ if tokenizer else 'tokenizer'}, truncate at max_seq_length",
         }
