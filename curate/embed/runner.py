@@ -153,6 +153,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
     conf = {**config.output_affecting(), "modality": modality}
     chash = config_hash({"config": conf, "inputs": inputs, "model": model_info})
 
+    executor = executor or make_executor(config.engine, config.workers)
     parts = output.with_name(output.name + ".parts")
     manifest = _Manifest(parts, chash, inputs)
     reused = manifest.load_or_reset()
@@ -166,7 +167,6 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
         for k in range(n_shards) if not manifest.done(k)
     ]
 
-    executor = executor or make_executor(config.engine, config.workers)
     try:
         with progress.bar("embed", total=n_rows) as bar:
             bar.advance(sum(f["rows"] for f in manifest.data["finished"].values()))
