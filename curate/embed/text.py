@@ -88,7 +88,7 @@ class TextEncoder:
 
     def describe(self) -> dict[str, Any]:
         has_norm = any(type(m).__name__ == "Normalize" for m in self.model)
-        pooling = next((m.get_pooling_mode_str() for m in self.model if hasattr(m, "get_pooling_mode_str")), None)
+        pooling = next((_pooling_mode(m) for m in self.model if type(m).__name__ == "Pooling"), None)
         tokenizer = getattr(self.model, "tokenizer", None)
         return {
             "name": self.name, "path": str(self.path), "sha256": weights_sha256(self.path),
@@ -98,3 +98,11 @@ class TextEncoder:
             "backend": "torch", "pooling": pooling, "image_size": None,
             "preprocessing": f"{type(tokenizer).__name__ if tokenizer else 'tokenizer'}, truncate at max_seq_length",
         }
+
+
+def _pooling_mode(module) -> str:
+    """The pooling of a sentence-transformers ``Pooling`` module (the API differs across versions)."""
+    mode = getattr(module, "pooling_mode", None)
+    if mode is None and hasattr(module, "get_pooling_mode_str"):
+        mode = module.get_pooling_mode_str()
+    return str(mode)
