@@ -81,3 +81,14 @@ def test_drop_unlabelled_skips_null_and_nan_labels_and_counts_them(tmp_path):
     assert t.column("id").to_pylist() == ["l.parquet:0", "l.parquet:3"]
     assert t.column("label").to_pylist() == [1.0, 2.0] and t.schema.field("label").type == pa.float64()
     assert read_provenance(out)["dropped_unlabelled"] == 2
+
+
+def test_progress_moves_per_batch_not_per_shard(tmp_path):
+    src = write_jsonl(tmp_path / "t.jsonl", 7)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    task = ShardTask(config=EmbedConfig(text_column="text", batch_size=2, threads=1), source=open_source(src),
+                     modality="text", columns=("text",), index=0, segments=((0, 0, 7),), rows=7, parts=str(parts))
+    steps: list[int] = []
+    run_shard(task, on_batch=steps.append)
+    assert [s for s in steps if s] == [2, 2, 2, 1]

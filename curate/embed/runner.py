@@ -60,7 +60,7 @@ def _validate(source: Source, cfg: EmbedConfig) -> tuple[str, list[str]]:
 def _scan(source: Source, cfg: EmbedConfig, columns: list[str]) -> tuple[int, ...]:
     """Rows per file, streaming; rejects null/empty and duplicate ids before any work is done.
 
-    Only the id column (or, for derived ids, the first column) is read.
+    Only the id column is read (for derived ids: nothing for Parquet, the first column otherwise).
     """
     seen: dict[str, tuple[int, int]] = {}
     counts: list[int] = []
@@ -69,6 +69,9 @@ def _scan(source: Source, cfg: EmbedConfig, columns: list[str]) -> tuple[int, ..
     else:
         probe = [] if cfg.id_column else columns[:1]
         for k in range(len(source.files)):
+            if not cfg.id_column and source.fmt == "parquet":
+                counts.append(_parquet_rows(source.files[k]))  # the footer knows: no data read
+                continue
             n = 0
             for batch in source.rows(probe, cfg.id_column, batch_rows=65536, segments=((k, 0, -1),)):
                 if cfg.id_column:
@@ -85,6 +88,13 @@ def _scan(source: Source, cfg: EmbedConfig, columns: list[str]) -> tuple[int, ..
     if sum(counts) == 0:
         raise InputError(f"{getattr(source, 'files', [source.root])[0]}: no rows (only a header, or empty); nothing to embed")
     return tuple(counts)
+
+
+def _parquet_rows(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as e:
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
 
 
 def _segments(counts: tuple[int, ...], start: int, stop: int) -> tuple[tuple[int, int, int], ...]:
