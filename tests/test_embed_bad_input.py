@@ -75,6 +75,8 @@ CASES = [
     ("NaN label", lambda t: _nan_label(t), ["nan.parquet: row 1", "null or NaN"]),
     ("null text", lambda t: [_jsonl(t / "t.jsonl", [{"text": "a"}, {"text": None}]), "--text-column", "text"],
      ["t.jsonl: row 1", "is null", "--on-error skip"]),
+    ("null text in a worker process", lambda t: [_jsonl(t / "t.jsonl", [{"text": "a"}, {"text": None}]), "--text-column", "text",
+                                                 "--engine", "process", "--threads", "1"], ["t.jsonl: row 1", "is null"]),
     ("empty csv text", lambda t: [(t / "t.csv").write_text("text\na\n\"\"\n") and t / "t.csv", "--text-column", "text"],
      ["t.csv: row 1", "is empty", "--on-error skip"]),
     ("image path absolute", lambda t: image_table(t, str(_png(t / "abs.png"))), ["tbl.csv: row 1", "outside", "--allow-outside-paths"]),
