@@ -29,7 +29,7 @@ from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
 from curate.io.parquet import WRITE_OPTIONS, with_provenance
 from curate.io.provenance import base_record, config_hash
-from curate.io.sources import ID, ImageFolderSource, Source, open_source
+from curate.io.sources import ID, ImageFolderSource, Source, TableSource, open_source
 
 __all__ = ["EmbedConfig", "embed"]
 
@@ -95,6 +95,19 @@ def _parquet_rows(path: Path) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     except Exception as e:
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+def _narrow(source: Source, segments) -> dict[str, Any]:
+    """The source restricted to the files/images of ``segments``, so a task stays small to ship.
+
+    Ids do not change: they are relative to the unchanged root.
+    """
+    if isinstance(source, ImageFolderSource):
+        (_, lo, hi), = segments
+        return {"source": ImageFolderSource(root=source.root, images=source.images[lo:hi]), "segments": ((0, 0, hi - lo),)}
+    files = tuple(source.files[k] for k, _, _ in segments)
+    return {"source": TableSource(files=files, root=source.root, fmt=source.fmt),
+            "segments": tuple((i, lo, hi) for i, (_, lo, hi) in enumerate(segments))}
 
 
 def _segments(counts: tuple[int, ...], start: int, stop: int) -> tuple[tuple[int, int, int], ...]:
@@ -171,8 +184,8 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
         progress.log(f"resuming: {reused} finished shard(s) reused from {parts}")
     n_shards = -(-n_rows // config.shard_size)
     tasks = [
-        ShardTask(config=config, source=source, modality=modality, columns=tuple(columns), index=k,
-                  segments=_segments(counts, k * config.shard_size, min((k + 1) * config.shard_size, n_rows)),
+        ShardTask(config=config, modality=modality, columns=tuple(columns), index=k,
+                  **_narrow(source, _segments(counts, k * config.shard_size, min((k + 1) * config.shard_size, n_rows))),
                   rows=min((k + 1) * config.shard_size, n_rows) - k * config.shard_size, parts=str(parts))
         for k in range(n_shards) if not manifest.done(k)
     ]
