@@ -65,6 +65,8 @@ CASES = [
                                 "--id-column", "id"], ["n.csv: row 1", "empty or null"]),
     ("float id", lambda t: [_jsonl(t / "f.jsonl", [{"id": 1.5, "text": "x"}]), "--text-column", "text", "--id-column", "id"],
      ["f.jsonl", "strings or integers"]),
+    ("mixed JSON id types", lambda t: [_jsonl(t / "m.jsonl", [{"id": 1, "text": "x"}, {"id": "b", "text": "y"}]), "--text-column",
+                                       "text", "--id-column", "id"], ["m.jsonl", "row 1", "write them all as strings"]),
     ("duplicate id in one file", lambda t: [_jsonl(t / "d.jsonl", [{"id": "x", "text": "a"}, {"id": "y", "text": "b"},
                                                                      {"id": "x", "text": "c"}]),
                                             "--text-column", "text", "--id-column", "id"],

@@ -94,7 +94,8 @@ def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_r
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"missing column {e}"
-        raise InputError(f"{path}: could not read as {fmt.upper()} ({msg})") from None
+        hint = "; give every value of a column one JSON type (ids: write them all as strings)" if "changed from" in msg else ""
+        raise InputError(f"{path}: could not read as {fmt.upper()} ({msg}){hint}") from None
 
 
 def table_schema(path: Path, fmt: str) -> pa.Schema:
