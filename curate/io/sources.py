@@ -91,11 +91,15 @@ def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_r
     except InputError:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, KeyError):
-            msg = f"missing column {e}"
-        hint = "; give every value of a column one JSON type (ids: write them all as strings)" if "changed from" in msg else ""
-        raise InputError(f"{path}: could not read as {fmt.upper()} ({msg}){hint}") from None
+        raise _read_error(path, fmt, e) from None
+
+
+def _read_error(path: Path, fmt: str, e: Exception) -> InputError:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, KeyError):
+        msg = f"missing column {e}"
+    hint = "; give every value of a column one JSON type (ids: write them all as strings)" if "changed from" in msg else ""
+    return InputError(f"{path}: could not read as {fmt.upper()} ({msg}){hint}")
 
 
 def table_schema(path: Path, fmt: str) -> pa.Schema:
@@ -111,8 +115,7 @@ def table_schema(path: Path, fmt: str) -> pa.Schema:
             return pa_csv.open_csv(path).schema
         return pa_json.open_json(path).schema
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{path}: could not read as {fmt.upper()} ({msg})") from None
+        raise _read_error(path, fmt, e) from None
 
 
 @dataclass(frozen=True)
