@@ -56,9 +56,9 @@ class ShardTask:
 
 
 # One encoder per (configuration, thread): tokenizers and models are not safe to share across
-# threads, and a worker process keeps its model between the shards it runs.
-_ENCODERS: dict[tuple, Any] = {}
-_LOCK = threading.Lock()
+# threads, and a worker process keeps its model between the shards it runs. Thread-local, so a
+# finished pool thread's models are freed with it.
+_LOCAL = threading.local()
 
 
 def encoder_key(modality: str, cfg: EmbedConfig) -> tuple:
@@ -66,14 +66,13 @@ def encoder_key(modality: str, cfg: EmbedConfig) -> tuple:
 
 
 def get_encoder(modality: str, cfg: EmbedConfig):
-    key = encoder_key(modality, cfg) + (threading.get_ident(),)
-    with _LOCK:
-        enc = _ENCODERS.get(key)
-    if enc is None:
-        enc = _make_encoder(modality, cfg)
-        with _LOCK:
-            _ENCODERS[key] = enc
-    return enc
+    cache = getattr(_LOCAL, "encoders", None)
+    if cache is None:
+        cache = _LOCAL.encoders = {}
+    key = encoder_key(modality, cfg)
+    if key not in cache:
+        cache[key] = _make_encoder(modality, cfg)
+    return cache[key]
 
 
 def _make_encoder(modality: str, cfg: EmbedConfig):
