@@ -1,29 +1,22 @@
-"""`curate embed`: equality with the models called directly, resume, ids, provenance, bad input."""
+"""`curate embed`: equality with the models called directly, resume, ids, provenance.
+
+Bad inputs are in test_embed_bad_input.py."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from curate.cli import app
+from conftest import run
 from curate.embed import EmbedConfig, embed
 from curate.embed.executor import InProcessExecutor
 from curate.io.parquet import embedding_array, read_provenance
 from embed_helpers import LABELS, TEXTS, write_digit_folder, write_jsonl
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
 
 @pytest.fixture(scope="module")
 def st_model():
@@ -205,38 +198,6 @@ def test_corrupt_image_fails_by_path_or_is_skipped(tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "1/broken.png" not in pq.read_table(out).column("id").to_pylist()
     assert read_provenance(out)["skipped"][0]["id"] == "1/broken.png"
-
-
-def _assert_fails(args, out, *fragments):
-    r = run(*args)
-    assert r.exit_code == 2, (r.stdout, r.stderr)
-    line = r.stderr.strip()
-    assert line.startswith("curate: error:") and "\n" not in line, line
-    for frag in fragments:
-        assert frag in line, line
-    assert not Path(out).exists()
-    assert not Path(str(out) + ".parts").exists() or not list(Path(str(out) + ".parts").glob("part-*"))
-
-
-def test_bad_inputs(tmp_path, jsonl):
-    out = tmp_path / "o.parquet"
-    _assert_fails(["embed", tmp_path / "nope.jsonl", "--text-column", "text", "-o", out], out, "nope.jsonl", "no such file")
-    corrupt = tmp_path / "c.parquet"
-    corrupt.write_bytes(b"PAR1 this is not parquet")
-    _assert_fails(["embed", corrupt, "--text-column", "text", "-o", out], out, "c.parquet")
-    _assert_fails(["embed", jsonl, "--text-column", "body", "-o", out], out, "'body'", "columns present: id, text, label")
-    _assert_fails(["embed", jsonl, "-o", out], out, "--text-column")
-    empty = tmp_path / "empty.csv"
-    empty.write_text("text,label\n")
-    _assert_fails(["embed", empty, "--text-column", "text", "-o", out], out, "empty")
-    dup = tmp_path / "dup.jsonl"
-    dup.write_text('{"id": "x", "text": "a"}\n{"id": "y", "text": "b"}\n{"id": "x", "text": "c"}\n')
-    _assert_fails(["embed", dup, "--text-column", "text", "--id-column", "id", "-o", out], out, "duplicate id 'x'")
-    _assert_fails(["embed", jsonl, "--text-column", "text", "--model", "no-such/model-anywhere", "-o", out], out,
-                  "no-such/model-anywhere", "never downloads")
-    nulls = tmp_path / "nulls.jsonl"
-    nulls.write_text('{"text": "a"}\n{"text": null}\n')
-    _assert_fails(["embed", nulls, "--text-column", "text", "-o", out], out, "nulls.jsonl:1", "null")
 
 
 def test_existing_output_needs_overwrite(jsonl, tmp_path):

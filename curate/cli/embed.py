@@ -12,6 +12,8 @@ from curate.cli.app import app, emit, handle_errors
 
 def _human(s: dict) -> str:
     extra = f", {s['skipped']} skipped" if s["skipped"] else ""
+    if s.get("dropped_unlabelled"):
+        extra += f", {s['dropped_unlabelled']} unlabelled dropped"
     resumed = f" (resumed {s['resumed_shards']} shard(s))" if s["resumed_shards"] else ""
     return f"{s['output']}\t{s['rows']} rows x {s['dimension']} dims ({s['model']}){extra}{resumed}"
 
@@ -19,21 +21,24 @@ def _human(s: dict) -> str:
 @app.command("embed")
 @handle_errors
 def embed_cmd(
-    input: str = typer.Argument(..., help="CSV/JSONL/Parquet file, directory or glob; or an image folder root/<class>/<image>."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output Parquet file."),
-    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text to embed."),
-    image_column: Optional[str] = typer.Option(None, "--image-column", help="Column holding image paths (relative to the table)."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label (written as `label`)."),
-    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column holding unique ids (default: <file>:<row>, or the image's relative path)."),
-    keep_column: List[str] = typer.Option([], "--keep-column", help="Pass this column through to the output (repeatable)."),
-    model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model: a local directory or a cached name (default: packaged all-MiniLM-L6-v2)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per forward pass."),
-    image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size (small images: 64-96)."),
+    input: str = typer.Argument(..., metavar="INPUT", help="CSV/JSONL/Parquet file, directory or glob; or an image folder root/<class>/<image>."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE", help="Output Parquet file."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", metavar="COLUMN", help="Column holding the text to embed (an empty or null text is an error)."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", metavar="COLUMN", help="Column holding image paths, relative to the table's directory."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Let --image-column paths be absolute or leave the table's directory (only for tables you trust)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", metavar="COLUMN", help="Column holding the label (written as `label`, same type)."),
+    drop_unlabelled: bool = typer.Option(False, "--drop-unlabelled", help="Skip rows whose label is null or NaN (counted in provenance) instead of failing."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", metavar="COLUMN", help="Column holding unique ids, read as text (default: <file>:<row>, or the image's relative path)."),
+    keep_column: List[str] = typer.Option([], "--keep-column", metavar="COLUMN", help="Pass this column through to the output (repeatable)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="sentence-transformers model: a local directory or a cached name (default: packaged all-MiniLM-L6-v2)."),
+    batch_size: int = typer.Option(64, "--batch-size", metavar="N", help="Rows per forward pass, 1 to 65536."),
+    image_size: int = typer.Option(224, "--image-size", metavar="PIXELS", help="Images are resized to this square size, 32 to 4096 (small images: 64-96)."),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalise text embeddings (all-MiniLM-L6-v2 already does)."),
-    shard_size: int = typer.Option(4096, "--shard-size", min=1, help="Rows per resumable shard."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Shards embedded concurrently in this process."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: all CPUs); recorded, as it can change the last bits."),
-    on_error: str = typer.Option("raise", "--on-error", help="'raise' stops at a bad image or null text; 'skip' records it and carries on."),
+    shard_size: int = typer.Option(4096, "--shard-size", metavar="N", help="Rows per resumable shard, 1 to 10000000."),
+    engine: str = typer.Option("local", "--engine", metavar="local|process", help="Where shards run: 'local' (threads of this process) or 'process' (worker processes)."),
+    workers: int = typer.Option(1, "--workers", metavar="N", help="Shards embedded concurrently, 1 to 256."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch threads per worker, 1 to 1024 (default: all CPUs); recorded, as it can change the last bits."),
+    on_error: str = typer.Option("raise", "--on-error", metavar="raise|skip", help="'raise' stops at a bad image or empty text; 'skip' records it and carries on."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -53,5 +58,6 @@ def embed_cmd(
         text_column=text_column, image_column=image_column, label_column=label_column, id_column=id_column,
         keep_columns=tuple(keep_column), model=model, batch_size=batch_size, image_size=image_size,
         normalize=normalize, shard_size=shard_size, workers=workers, threads=threads, on_error=on_error,
+        engine=engine, drop_unlabelled=drop_unlabelled, allow_outside_paths=allow_outside_paths,
     )
     emit(embed(input, output, cfg, overwrite=overwrite), json_out, _human)

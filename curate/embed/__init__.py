@@ -1,3 +1,4 @@
 """Embedding raw datasets into Parquet: encoders, the sharded runner and its executor."""
 
-from curate.embed.runner import EmbedConfig, embed  # noqa: F401
+from curate.embed.config import EmbedConfig  # noqa: F401
+from curate.embed.runner import embed  # noqa: F401

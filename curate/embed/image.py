@@ -54,8 +54,8 @@ class ImageEncoder:
     dimension = 1280
 
     def __init__(self, image_size: int = 224, batch_size: int = 64):
-        if image_size < 32:
-            raise InputError(f"--image-size {image_size}: must be at least 32 pixels")
+        if not 32 <= image_size <= 4096:
+            raise InputError(f"--image-size {image_size}: must be an integer from 32 to 4096")
         self.image_size = image_size
         self.batch_size = batch_size
         self.model = load_model()
@@ -75,5 +75,5 @@ class ImageEncoder:
             "name": DEFAULT_IMAGE_MODEL, "path": str(w), "sha256": file_sha256(w), "modality": "image",
             "dimension": self.dimension, "normalize": False, "image_size": self.image_size,
             "preprocessing": "RGB, bilinear resize, (pixel - 127) / 128", "pooling": "mean over extract_features",
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size, "backend": "torch", "max_seq_length": None,
         }

@@ -88,9 +88,21 @@ class TextEncoder:
 
     def describe(self) -> dict[str, Any]:
         has_norm = any(type(m).__name__ == "Normalize" for m in self.model)
+        pooling = next((_pooling_mode(m) for m in self.model if type(m).__name__ == "Pooling"), None)
+        tokenizer = getattr(self.model, "tokenizer", None)
         return {
             "name": self.name, "path": str(self.path), "sha256": weights_sha256(self.path),
             "modality": "text", "dimension": self.dimension,
             "normalize": bool(self.normalize or has_norm), "model_normalizes": has_norm,
             "max_seq_length": int(self.model.max_seq_length), "batch_size": self.batch_size,
+            "backend": "torch", "pooling": pooling, "image_size": None,
+            "preprocessing": f"{type(tokenizer).__name__ if tokenizer else 'tokenizer'}, truncate at max_seq_length",
         }
+
+
+def _pooling_mode(module) -> str:
+    """The pooling of a sentence-transformers ``Pooling`` module (the API differs across versions)."""
+    mode = getattr(module, "pooling_mode", None)
+    if mode is None and hasattr(module, "get_pooling_mode_str"):
+        mode = module.get_pooling_mode_str()
+    return str(mode)

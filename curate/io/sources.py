@@ -7,6 +7,11 @@ batched or sharded:
 
 - tables: ``<file path relative to the input root>:<0-based row number in that file>``;
 - image folders: the image path relative to the root, with ``/`` separators.
+
+Ids from ``--id-column`` are strings as written: a CSV id is read as text, never type-inferred
+(``007`` stays ``007``); a JSON string id is used as is and a JSON integer id becomes its decimal
+text (``7`` -> ``"7"``); other JSON types (floats, booleans, objects) are refused. A null or empty
+id is an error naming the file and row.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -40,14 +47,41 @@ def table_format(path: Path) -> str:
     return fmt
 
 
-def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
-    """Stream one table file as record batches (bounded memory for every format)."""
+def check_utf8(path: Path, chunk: int = 1 << 20) -> None:
+    """InputError unless a text table file decodes as UTF-8 (streamed; a BOM is allowed)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{path}: not valid UTF-8 text (first bad byte at offset {offset + e.start}); "
+                    "re-save the file as UTF-8"
+                ) from None
+            if not block:
+                return
+            offset += len(block)
+
+
+def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_rows: int = 4096,
+                 text_columns: tuple[str, ...] = ()) -> Iterator[pa.RecordBatch]:
+    """Stream one table file as record batches (bounded memory for every format).
+
+    ``text_columns`` (CSV only) are read as strings, never type-inferred (ids: ``007`` stays ``007``).
+    """
     try:
         if fmt == "parquet":
             yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
             return
         if fmt == "csv":
-            reader = pa_csv.open_csv(path, convert_options=pa_csv.ConvertOptions(include_columns=columns))
+            convert = pa_csv.ConvertOptions(include_columns=columns,
+                                            column_types={c: pa.string() for c in text_columns})
+            reader = pa_csv.open_csv(path, convert_options=convert)
         else:
             reader = pa_json.open_json(path)
         for batch in reader:
@@ -57,10 +91,15 @@ def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_r
     except InputError:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if isinstance(e, KeyError):
-            msg = f"missing column {e}"
-        raise InputError(f"{path}: could not read as {fmt.upper()} ({msg})") from None
+        raise _read_error(path, fmt, e) from None
+
+
+def _read_error(path: Path, fmt: str, e: Exception) -> InputError:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, KeyError):
+        msg = f"missing column {e}"
+    hint = "; give every value of a column one JSON type (ids: write them all as strings)" if "changed from" in msg else ""
+    return InputError(f"{path}: could not read as {fmt.upper()} ({msg}){hint}")
 
 
 def table_schema(path: Path, fmt: str) -> pa.Schema:
@@ -70,9 +109,13 @@ def table_schema(path: Path, fmt: str) -> pa.Schema:
             return pq.ParquetFile(path).schema_arrow
         except Exception as e:
             raise InputError(f"{path}: not a readable Parquet file ({e})") from None
-    for batch in read_batches(path, fmt):
-        return batch.schema
-    return pa.schema([])
+    try:
+        # The reader knows the header before any row: a header-only CSV still has its columns.
+        if fmt == "csv":
+            return pa_csv.open_csv(path).schema
+        return pa_json.open_json(path).schema
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        raise _read_error(path, fmt, e) from None
 
 
 @dataclass(frozen=True)
@@ -98,29 +141,72 @@ class TableSource:
                 )
 
     def rows(self, columns: list[str], id_column: str | None, image_column: str | None = None,
-             batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
-        """Stream ``columns`` plus ``id`` (and ``__path`` for an image-path column)."""
+             batch_rows: int = 4096, segments: tuple[tuple[int, int, int], ...] | None = None,
+             allow_outside: bool = False) -> Iterator[pa.RecordBatch]:
+        """Stream ``columns`` plus ``id`` (and ``__path`` for an image-path column).
+
+        ``segments``: ``(file index, first row, end row)`` ranges to read (default: every row of
+        every file), so a shard task reads only its own rows. Image paths are resolved against the
+        table's directory and must stay inside it unless ``allow_outside``.
+        """
         wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))
-        for f in self.files:
+        if segments is None:
+            segments = tuple((k, 0, -1) for k in range(len(self.files)))
+        for k, start, stop in segments:
+            f = self.files[k]
             rel = f.relative_to(self.root).as_posix()
             row0 = 0
-            for batch in read_batches(f, self.fmt, wanted, batch_rows):
+            for batch in read_batches(f, self.fmt, wanted, batch_rows, (id_column,) if id_column else ()):
                 n = batch.num_rows
-                if id_column:
-                    ids = batch.column(id_column)
-                    if ids.null_count:
-                        raise InputError(f"{f}: id column {id_column!r} has a null value; every row needs an id")
-                    ids = ids.cast(pa.string())
-                else:
-                    ids = pa.array([f"{rel}:{i}" for i in range(row0, row0 + n)], pa.string())
+                lo, hi = max(start - row0, 0), n if stop < 0 else min(stop - row0, n)
+                if lo >= hi:
+                    row0 += n
+                    if stop >= 0 and row0 >= stop:
+                        break
+                    continue
+                batch = batch.slice(lo, hi - lo)
+                first = row0 + lo
+                ids = self._ids(batch, f, rel, first, id_column)
                 arrays = [batch.column(c) for c in columns] + [ids]
                 names = list(columns) + [ID]
                 if image_column:
-                    paths = [None if p is None else str((f.parent / p).resolve()) for p in batch.column(image_column).to_pylist()]
+                    paths = [self._image_path(f, first + i, p, image_column, allow_outside)
+                             for i, p in enumerate(batch.column(image_column).to_pylist())]
                     arrays.append(pa.array(paths, pa.string()))
                     names.append(PATH)
                 yield pa.RecordBatch.from_arrays(arrays, names=names)
                 row0 += n
+                if stop >= 0 and row0 >= stop:
+                    break
+
+    @staticmethod
+    def _ids(batch: pa.RecordBatch, f: Path, rel: str, first: int, id_column: str | None) -> pa.Array:
+        if not id_column:
+            return pa.array([f"{rel}:{i}" for i in range(first, first + batch.num_rows)], pa.string())
+        ids = batch.column(id_column)
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)
+                or pa.types.is_integer(ids.type) or pa.types.is_null(ids.type)):
+            raise InputError(
+                f"{f}: id column {id_column!r} holds {ids.type} values; ids must be strings or integers"
+            )
+        ids = ids.cast(pa.string())
+        bad = pc.or_kleene(ids.is_null(), pc.equal(ids, "")).fill_null(True)
+        if pc.any(bad).as_py():
+            row = first + int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{f}: row {row}: id column {id_column!r} is empty or null; every row needs an id")
+        return ids
+
+    def _image_path(self, f: Path, row: int, value, column: str, allow_outside: bool) -> str | None:
+        if value is None:
+            return None
+        base = f.parent.resolve()
+        path = (base / value).resolve()
+        if not allow_outside and (Path(value).is_absolute() or not path.is_relative_to(base)):
+            raise InputError(
+                f"{f}: row {row}: image path {value!r} in column {column!r} is outside the table's "
+                f"directory {base}; pass --allow-outside-paths if you trust this table"
+            )
+        return str(path)
 
     def fingerprint(self) -> list[dict]:
         return [{"path": str(f), "size": f.stat().st_size, "sha256": file_sha256(f)} for f in self.files]
@@ -135,9 +221,13 @@ class ImageFolderSource:
     kind: str = field(default="images", init=False)
 
     def rows(self, columns: list[str], id_column: str | None, image_column: str | None = None,
-             batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
-        for start in range(0, len(self.images), batch_rows):
-            chunk = self.images[start:start + batch_rows]
+             batch_rows: int = 4096, segments: tuple[tuple[int, int, int], ...] | None = None,
+             allow_outside: bool = False) -> Iterator[pa.RecordBatch]:
+        """Stream ``label``, ``id``, ``__path``; ``segments`` as for tables (file index 0 = the folder)."""
+        lo, hi = (0, len(self.images)) if not segments else (segments[0][1], segments[-1][2])
+        hi = len(self.images) if hi < 0 else hi
+        for start in range(lo, hi, batch_rows):
+            chunk = self.images[start:min(start + batch_rows, hi)]
             rel = [p.relative_to(self.root).as_posix() for p in chunk]
             yield pa.RecordBatch.from_arrays(
                 [pa.array([r.split("/", 1)[0] for r in rel], pa.string()),
@@ -198,10 +288,13 @@ def open_source(spec: str | Path) -> Source:
     fmts = {table_format(f) for f in files}
     if len(fmts) > 1:
         raise InputError(f"{spec}: mixes table formats ({', '.join(sorted(fmts))}); pass one format at a time")
+    fmt = fmts.pop()
     for f in files:
         if f.stat().st_size == 0:
             raise InputError(f"{f}: file is empty")
-    return TableSource(files=tuple(f.resolve() for f in files), root=root.resolve(), fmt=fmts.pop())
+        if fmt != "parquet":
+            check_utf8(f)
+    return TableSource(files=tuple(f.resolve() for f in files), root=root.resolve(), fmt=fmt)
 
 
 def _common_dir(files: list[Path]) -> str:

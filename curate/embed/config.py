@@ -1,0 +1,56 @@
+"""``EmbedConfig``: the options of an embed run, and their ranges (checked before any work)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from curate.errors import InputError
+
+# (option, low, high): inclusive ranges, also quoted in --help.
+RANGES = {
+    "batch_size": ("--batch-size", 1, 65536),
+    "image_size": ("--image-size", 32, 4096),
+    "shard_size": ("--shard-size", 1, 10_000_000),
+    "workers": ("--workers", 1, 256),
+    "threads": ("--threads", 1, 1024),
+}
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Options of an embed run. Every field that changes the output is part of the resume hash."""
+
+    text_column: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    id_column: str | None = None
+    keep_columns: tuple[str, ...] = ()
+    model: str | None = None
+    batch_size: int = 64
+    image_size: int = 224
+    normalize: bool = False
+    shard_size: int = 4096
+    workers: int = 1
+    threads: int | None = None  # torch intra-op threads; None = number of CPUs
+    on_error: str = "raise"  # "raise" | "skip"
+    engine: str = "local"  # "local" (threads) | "process" (worker processes)
+    drop_unlabelled: bool = False  # skip rows whose label is null/NaN instead of failing
+    allow_outside_paths: bool = False  # image paths may leave the table's directory
+
+    def __post_init__(self):
+        for name, (flag, lo, hi) in RANGES.items():
+            value = getattr(self, name)
+            if value is None and name == "threads":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise InputError(f"{flag} {value}: must be an integer from {lo} to {hi}")
+        if self.on_error not in ("raise", "skip"):
+            raise InputError(f"--on-error {self.on_error}: expected 'raise' or 'skip'")
+
+    def output_affecting(self) -> dict[str, Any]:
+        d = asdict(self)
+        # How shards are scheduled does not change any shard's bytes.
+        for k in ("workers", "engine"):
+            d.pop(k)
+        return d
