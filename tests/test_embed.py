@@ -200,12 +200,16 @@ def test_corrupt_image_fails_by_path_or_is_skipped(tmp_path):
     assert read_provenance(out)["skipped"][0]["id"] == "1/broken.png"
 
 
-def test_existing_output_needs_overwrite(jsonl, tmp_path):
+def test_existing_output_needs_overwrite_and_overwrite_replaces_only_ours(jsonl, tmp_path):
     out = tmp_path / "o.parquet"
     out.write_bytes(b"keep me")
     r = run("embed", jsonl, "--text-column", "text", "-o", out)
     assert r.exit_code == 2 and "--overwrite" in r.stderr
-    assert out.read_bytes() == b"keep me"
+    # A file curate did not write is never replaced, even with --overwrite.
+    r = run("embed", jsonl, "--text-column", "text", "-o", out, "--overwrite")
+    assert r.exit_code == 2 and out.read_bytes() == b"keep me"
+    out.unlink()
+    assert run("embed", jsonl, "--text-column", "text", "-o", out, "--threads", 1).exit_code == 0
     r = run("embed", jsonl, "--text-column", "text", "-o", out, "--overwrite", "--json")
     assert r.exit_code == 0
     summary = json.loads(r.stdout)

@@ -120,7 +120,7 @@ CASES = [
     ("one-class", ["oneclass.parquet", "-m", "el2n"], ["every row has label 'c0'", "at least 2 classes"]),
     ("one-class-lq", ["oneclass.parquet", "-m", "label_quality"], ["at least 2 classes", "label_quality"]),
     ("lonely-class", ["lonely.parquet", "-m", "grand"], ["class 'c2' has 1 row", "grand"]),
-    ("nan-label", ["nanlabel.parquet", "-m", "el2n"], ["label at row 1", "NaN"]),
+    ("nan-label", ["nanlabel.parquet", "-m", "el2n"], ["null or NaN for id b", "--drop-unlabelled"]),
     ("nonfinite-emb", ["nonfinite.parquet", "-m", "el2n"], ["non-finite", "row 11"]),
     # embeddings that do not match: target and IL model
     ("target-other-model", GIO[:3] + ["--target", "othermodel.parquet"], ["embedding_model.sha256", "re-run `curate embed`"]),

@@ -102,11 +102,8 @@ class ScoreContext:
 
         from curate.scores.registry import methods_needing
 
-        labels = require_labels(self.table, self.pool, methods_needing(LABELS, self.cfg.methods))
-        for i, v in enumerate(labels):
-            if isinstance(v, float) and v != v:
-                raise InputError(f"{self.pool}: label at row {i} (id {self.ids[i]!r}) is NaN; fix or drop that row")
-        return labels
+        # require_labels refuses null and NaN labels, naming the row's id.
+        return require_labels(self.table, self.pool, methods_needing(LABELS, self.cfg.methods))
 
     @cached_property
     def classes(self) -> list[Any]:
