@@ -21,7 +21,7 @@ import torch
 from curate.checks import int_in
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
-from curate.io.parquet import WRITE_OPTIONS, open_parquet, read_embeddings, read_provenance, read_table, with_provenance
+from curate.io.parquet import WRITE_OPTIONS, compact_scores, open_parquet, read_embeddings, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import HeadSpec
 from curate.models.train import TrainConfig
@@ -132,9 +132,9 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
         for method in (m for name, m in METHODS.items() if name in cfg.methods):
             cols = method.compute(ctx)
             rec = method.provenance(ctx)
-            for c in method.columns:
-                if c.name in cols:
-                    records[c.name] = rec
+            written = [c.name for c in method.columns if c.name in cols]
+            for c in written:
+                records[c] = rec
             new.update(cols)
             summary.update(method.summarise(cols))
     # Columns of the methods re-run are replaced; everything else is kept as it was.
@@ -143,7 +143,7 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
     scores = {k: v for k, v in (prov.get("scores") or {}).items() if k not in replaced}
     scores.update(records)
     record = dict(prov) if prov else {}
-    record["scores"] = scores
+    record["scores"] = compact_scores(scores)
     record.setdefault("history", [])
     record["history"] = record["history"] + [{k: v for k, v in base_record("score").items() if k != "tool"}]
     names = open_parquet(pool).schema_arrow.names

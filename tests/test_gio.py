@@ -196,3 +196,26 @@ def test_provenance_carries_both_estimates_of_the_picks():
         assert both["reference"][-1] == pytest.approx(estimate(X, W), abs=1e-6)
         if len(order) >= 5:
             assert both["knn_rank_k"][-1] == pytest.approx(knn_estimate(X, W, 5, ranks="k", cap=target_diameter(X)), abs=1e-6)
+
+
+def test_gio_record_is_stored_once_and_read_for_every_column(tmp_path):
+    import json
+
+    P, T, _, _ = clustered(300, 40, 8, 4, 1, 0.5, 0)
+    pool = write_pool(tmp_path / "pool.parquet", P, (np.arange(300) % 2).tolist())
+    target = write_pool(tmp_path / "target.parquet", T, ids=[f"t{i}" for i in range(40)])
+    out = tmp_path / "out.parquet"
+    assert run("score", pool, "--target", target, "-m", "gio", "-m", "el2n", "-K", 2, "-o", out).exit_code == 0
+    # A second run adds grand and keeps the others: the kept records stay stored once.
+    assert run("score", out, "-m", "grand", "-K", 2, "-o", out, "--overwrite").exit_code == 0
+    raw = json.loads(pq.ParquetFile(out).schema_arrow.metadata[b"curate"])["scores"]
+    gio = ["gio_selected", "gio_order", "gio_score"]
+    full = [c for c in gio if "kl_trajectory" in raw[c]]
+    assert len(full) == 1
+    assert all(raw[c] == {"method": "gio", "same_as": full[0]} for c in gio if c != full[0])
+    assert "same_as" not in raw["el2n"] and "same_as" not in raw["grand"]
+    from curate.io.parquet import read_provenance
+
+    scores = read_provenance(out)["scores"]
+    assert scores["gio_order"] == scores["gio_score"] == scores["gio_selected"]
+    assert scores["gio_order"]["stop_reason"]

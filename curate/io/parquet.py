@@ -43,7 +43,34 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     """The ``curate`` record of a Parquet file ({} if it has none)."""
     meta = open_parquet(path).schema_arrow.metadata or {}
     raw = meta.get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+    record = json.loads(raw) if raw else {}
+    # A method's record is stored once, under its first column; its other columns point to it
+    # (GIO's trajectories would otherwise be written three times). Readers see every column's record.
+    scores = record.get("scores")
+    if isinstance(scores, dict):
+        for name, rec in list(scores.items()):
+            if isinstance(rec, dict) and set(rec) == {"method", "same_as"} and isinstance(scores.get(rec["same_as"]), dict):
+                scores[name] = scores[rec["same_as"]]
+    return record
+
+
+def compact_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """Each distinct record once: a column whose record equals an earlier column's points to it.
+
+    The inverse of what :func:`read_provenance` resolves; GIO's record (its KL trajectories) is
+    shared by three columns and would otherwise be stored three times.
+    """
+    out: dict[str, Any] = {}
+    firsts: list[str] = []
+    for name, rec in scores.items():
+        same = next((f for f in firsts if scores[f] is rec or scores[f] == rec), None) if isinstance(rec, dict) else None
+        if same is None:
+            out[name] = rec
+            if isinstance(rec, dict):
+                firsts.append(name)
+        else:
+            out[name] = {"method": rec.get("method"), "same_as": same}
+    return out
 
 
 def open_parquet(path: str | Path) -> pq.ParquetFile:
