@@ -146,3 +146,13 @@ def test_progress_bar_is_silent_off_a_terminal_and_can_stop_early(capsys):
         bar.complete()
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_reads_as_shell_syntax_not_python_types(command):
+    import re
+
+    out = runner.invoke(app, [*command, "--help"]).stdout
+    usage = out.splitlines()[0]
+    assert "{" not in usage and "}" not in usage, usage
+    assert not re.search(r"<(str|int|float|path|bool)>", out), out

@@ -47,6 +47,53 @@ class _Group(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _plain_help() -> None:
+    """Help in the shell's usual words: ``POOL`` and ``--output PATH``, not ``{pool}`` and ``<path>``.
+
+    typer 0.29 writes required arguments as ``{name}`` and every value as its Python type
+    (``<str>``, ``<int>``); users read those as syntax to type. Choices stay listed (``[linear|mlp]``).
+    Applied once when the CLI is imported; typer is pinned below 0.30, and a test reads the help.
+    """
+    from typer import core
+
+    def value_name(param, ctx) -> str:
+        if param.metavar is not None:
+            return param.metavar
+        desc = param.type_descriptor
+        if desc.is_choice:
+            shown = param.display_type(ctx).strip("<>")
+            if shown.startswith("list[") and shown.endswith("]"):  # a repeatable choice
+                shown = shown[5:-1]
+            return f"[{shown}]"
+        if desc.is_path:
+            return "PATH"
+        bare = param.bare_type()
+        return {"int": "INTEGER", "float": "NUMBER"}.get(bare, "TEXT")
+
+    def argument_name(self) -> str:
+        return self.metavar if self.metavar is not None else self.name.upper()
+
+    def argument_usage(self) -> str:
+        name = argument_name(self)
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def argument_type(self, ctx):  # the argument's name already says what it is
+        desc = self.type_descriptor
+        return value_name(self, ctx) if desc.is_choice else None
+
+    def option_type(self, ctx):
+        name = value_name(self, ctx)
+        return name + ("..." if self.nargs != 1 else "")
+
+    core.TyperArgument._usage_display_name = argument_usage
+    core.TyperArgument._rich_display_name = lambda self: argument_name(self) + ("..." if self.nargs != 1 else "")
+    core.TyperArgument.display_type_rich = argument_type
+    core.TyperOption.display_type_rich = option_type
+
+
+_plain_help()
+
 app = typer.Typer(
     cls=_Group,
     name="curate",
