@@ -34,7 +34,7 @@ install: $(VENV)/.base
 # The report test opens the page in real headless Chromium (Debian's package), installed here when we can.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) ; } || \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "note: chromium is not installed; the report's browser test will be skipped"
 
 test: $(VENV)/.test chromium
