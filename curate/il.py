@@ -83,10 +83,12 @@ def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str, runtime: Runtim
         raise InputError(f"{source}: --val-fraction {cfg.val_fraction} leaves no validation rows")
     spec = HeadSpec(arch=cfg.spec.arch, in_dim=X.shape[1], n_classes=len(classes), hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
     dev = runtime.torch_device
-    torch.manual_seed(cfg.seed)  # dropout masks
     Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     ens = Ensemble(spec, [cfg.seed]).to(dev)
-    with progress.bar("il train", total=cfg.train.epochs, unit="epochs") as bar, runtime.activate():
+    # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
+    with (torch.random.fork_rng(devices=[]) if dev.type == "cpu" else torch.random.fork_rng()), \
+            progress.bar("il train", total=cfg.train.epochs, unit="epochs") as bar, runtime.activate():
+        torch.manual_seed(cfg.seed)
         ens, curve, best = train_with_validation(ens, Xt[tr], yt[tr], Xt[va], yt[va], cfg.train, cfg.patience,
                                                  on_epoch=lambda row: bar.update(
                                                      advance=1, description=f"il train (val loss {row['val_loss']:.4f})"))

@@ -139,8 +139,10 @@ def train_online(pool: str | Path, out_dir: str | Path, cfg: OnlineConfig = Onli
                       "eval_loss": ev[0], "eval_accuracy": ev[1]})
         losses_since.clear()
 
-    with runtime.activate(), progress.bar(f"train ({cfg.method})", total=cfg.steps, unit="steps") as bar:
-        torch.manual_seed(cfg.seed)  # dropout masks
+    # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
+    fork = torch.random.fork_rng(devices=[]) if torch.device(dev).type == "cpu" else torch.random.fork_rng()
+    with fork, runtime.activate(), progress.bar(f"train ({cfg.method})", total=cfg.steps, unit="steps") as bar:
+        torch.manual_seed(cfg.seed)
         model = Ensemble(spec, [cfg.seed]).member(0).to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         record(0)

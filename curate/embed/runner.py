@@ -160,7 +160,17 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
     """Embed INPUT into a Parquet file at OUTPUT (see the module docstring). Returns a summary.
 
     ``executor`` decides where shards run (default: ``make_executor(config.engine, config.workers)``).
+    Torch's thread count is set for the run and restored afterwards.
     """
+    before = torch.get_num_threads()
+    try:
+        return _embed(input, output, config, overwrite, executor)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite: bool,
+           executor: Executor | None) -> dict[str, Any]:
     output = Path(output)
     check_output(output, overwrite, inputs=(input,))
     source = open_source(input)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,12 +30,12 @@ def resolve_model(model: str | None) -> tuple[str, Path]:
     if path.is_dir():
         return path.name, path.resolve()
     # A hub name: accept it only if it is already in the local cache (no network, no hang).
-    os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         from huggingface_hub import snapshot_download
 
         repo = model if "/" in model else f"sentence-transformers/{model}"
-        return model, Path(snapshot_download(repo, local_files_only=True))
+        with _offline_and_quiet():
+            return model, Path(snapshot_download(repo, local_files_only=True))
     except Exception:
         raise InputError(
             f"--model {model}: not a local directory and not in the local Hugging Face cache; "
@@ -42,13 +43,33 @@ def resolve_model(model: str | None) -> tuple[str, Path]:
         ) from None
 
 
-def _quiet_hf() -> None:
-    """Hugging Face prints its own loading bars on stderr; curate owns stderr."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+@contextlib.contextmanager
+def _offline_and_quiet():
+    """Hugging Face offline and silent while a model loads, then as the caller had it.
+
+    Offline: a hub name resolves only from the local cache, never the network. Silent: Hugging
+    Face prints its own loading bars on stderr, which curate owns. A library call leaves the
+    environment and the transformers log level as it found them.
+    """
     from transformers.utils import logging as hf_logging
 
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM")}
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def weights_sha256(path: Path) -> str:
@@ -64,15 +85,14 @@ class TextEncoder:
     modality = "text"
 
     def __init__(self, model: str | None = None, batch_size: int = 64, normalize: bool = False):
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        _quiet_hf()
-        from sentence_transformers import SentenceTransformer
-
         self.name, self.path = resolve_model(model)
         self.batch_size = batch_size
         self.normalize = normalize
         try:
-            self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            with _offline_and_quiet():
+                from sentence_transformers import SentenceTransformer
+
+                self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
         except Exception as e:
             raise InputError(f"--model {model or self.name}: could not load a sentence-transformers model from {self.path} ({type(e).__name__})") from None
         self.model.eval()

@@ -59,11 +59,16 @@ class HeadSpec:
 
 
 def build_head(spec: HeadSpec) -> nn.Sequential:
-    """An ordinary ``nn.Sequential`` of Linear / ReLU / Dropout layers."""
+    """An ordinary ``nn.Sequential`` of Linear / ReLU / Dropout layers, for weights loaded into it.
+
+    Its initial weights are drawn from a forked RNG: every caller overwrites them (a loaded model,
+    an ``Ensemble`` member), and the caller's global torch RNG must not move.
+    """
     layers: list[nn.Module] = []
     sizes = spec.sizes
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
+        with torch.random.fork_rng(devices=[]):
+            layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
             if spec.dropout:
