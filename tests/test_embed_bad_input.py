@@ -99,6 +99,8 @@ CASES = [
     ("unknown model", lambda t: text(t) + ["--model", "no-such/model-x"], ["no-such/model-x", "never downloads"]),
     ("existing output", lambda t: ((t / "out.parquet").write_text("mine"), text(t))[1], ["out.parquet", "--overwrite"]),
     ("text model for an image folder", lambda t: [write_digit_folder(t / "digits", 1, 2), "--model", "other"], ["images use"]),
+    ("unknown device", lambda t: text(t) + ["--device", "tpu"], ["--device tpu", "expected auto, cpu"]),
+    ("malformed cuda index", lambda t: text(t) + ["--device", "cuda:x"], ["--device cuda:x"]),
 ]
 NUMERIC = [
     ("--batch-size", "0"), ("--batch-size", "-1"), ("--batch-size", "100000000"),

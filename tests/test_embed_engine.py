@@ -66,6 +66,10 @@ def test_provenance_names_every_field_that_changes_vectors(tmp_path):
                 "preprocessing", "max_seq_length", "backend"):
         assert key in model, key
     assert model["backend"] == "torch" and model["pooling"] == "mean" and model["max_seq_length"] == 256
+    # --device auto resolves once, at the CLI edge, and the device is recorded (GPU kernels change low bits).
+    import torch
+
+    assert read_provenance(out)["config"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_drop_unlabelled_skips_null_and_nan_labels_and_counts_them(tmp_path):

@@ -38,6 +38,7 @@ def embed_cmd(
     engine: str = typer.Option("local", "--engine", metavar="local|process", help="Where shards run: 'local' (threads of this process) or 'process' (worker processes)."),
     workers: int = typer.Option(1, "--workers", metavar="N", help="Shards embedded concurrently, 1 to 256."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch threads per worker, 1 to 1024 (default: all CPUs); recorded, as it can change the last bits."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where the model runs: auto (a GPU when one is visible), cpu, cuda, cuda:N or mps; recorded, as GPU kernels change the last bits."),
     on_error: str = typer.Option("raise", "--on-error", metavar="raise|skip", help="'raise' stops at a bad image or empty text; 'skip' records it and carries on."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -53,11 +54,13 @@ def embed_cmd(
         curate embed images/ --image-size 64 -o work/images.parquet
     """
     from curate.embed import EmbedConfig, embed
+    from curate.runtime import resolve_device
 
     cfg = EmbedConfig(
         text_column=text_column, image_column=image_column, label_column=label_column, id_column=id_column,
         keep_columns=tuple(keep_column), model=model, batch_size=batch_size, image_size=image_size,
         normalize=normalize, shard_size=shard_size, workers=workers, threads=threads, on_error=on_error,
+        device=resolve_device(device),
         engine=engine, drop_unlabelled=drop_unlabelled, allow_outside_paths=allow_outside_paths,
     )
     emit(embed(input, output, cfg, overwrite=overwrite), json_out, _human)

@@ -33,6 +33,7 @@ class EmbedConfig:
     shard_size: int = 4096
     workers: int = 1
     threads: int | None = None  # torch intra-op threads; None = number of CPUs
+    device: str = "cpu"  # a resolved torch device (curate.runtime.resolve_device); GPU kernels change low bits
     on_error: str = "raise"  # "raise" | "skip"
     engine: str = "local"  # "local" (threads) | "process" (worker processes)
     drop_unlabelled: bool = False  # skip rows whose label is null/NaN instead of failing
@@ -45,6 +46,8 @@ class EmbedConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise InputError(f"{flag} {value}: must be an integer from {lo} to {hi}")
+        if self.device != "cpu" and not (self.device in ("cuda", "mps") or self.device.startswith("cuda:")):
+            raise InputError(f"--device {self.device}: expected cpu, cuda, cuda:N or mps")
         if self.on_error not in ("raise", "skip"):
             raise InputError(f"--on-error {self.on_error}: expected 'raise' or 'skip'")
 

@@ -53,17 +53,18 @@ class ImageEncoder:
     modality = "image"
     dimension = 1280
 
-    def __init__(self, image_size: int = 224, batch_size: int = 64):
+    def __init__(self, image_size: int = 224, batch_size: int = 64, device: str = "cpu"):
         if not 32 <= image_size <= 4096:
             raise InputError(f"--image-size {image_size}: must be an integer from 32 to 4096")
         self.image_size = image_size
         self.batch_size = batch_size
-        self.model = load_model()
+        self.device = torch.device(device)
+        self.model = load_model().to(self.device)
 
     @torch.inference_mode()
     def features(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch)
-        return self.model.extract_features(x).mean(dim=(2, 3)).numpy().astype(np.float32)
+        x = torch.from_numpy(batch).to(self.device)
+        return self.model.extract_features(x).mean(dim=(2, 3)).cpu().numpy().astype(np.float32)
 
     def encode_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         out = [self.features(np.stack(arrays[i:i + self.batch_size])) for i in range(0, len(arrays), self.batch_size)]

@@ -62,7 +62,7 @@ _LOCAL = threading.local()
 
 
 def encoder_key(modality: str, cfg: EmbedConfig) -> tuple:
-    return (modality, cfg.model, cfg.batch_size, cfg.normalize, cfg.image_size if modality == "image" else None)
+    return (modality, cfg.model, cfg.batch_size, cfg.normalize, cfg.image_size if modality == "image" else None, cfg.device)
 
 
 def get_encoder(modality: str, cfg: EmbedConfig):
@@ -79,12 +79,12 @@ def _make_encoder(modality: str, cfg: EmbedConfig):
     if modality == "text":
         from curate.embed.text import TextEncoder
 
-        return TextEncoder(cfg.model, cfg.batch_size, cfg.normalize)
+        return TextEncoder(cfg.model, cfg.batch_size, cfg.normalize, device=cfg.device)
     from curate.embed.image import ImageEncoder
 
     if cfg.model not in (None, "efficientnet-lite0"):
         raise InputError(f"--model {cfg.model}: images use the packaged efficientnet-lite0 model only")
-    return ImageEncoder(cfg.image_size, cfg.batch_size)
+    return ImageEncoder(cfg.image_size, cfg.batch_size, device=cfg.device)
 
 
 def _label_missing(labels: pa.ChunkedArray) -> np.ndarray:

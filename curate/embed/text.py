@@ -84,7 +84,7 @@ class TextEncoder:
 
     modality = "text"
 
-    def __init__(self, model: str | None = None, batch_size: int = 64, normalize: bool = False):
+    def __init__(self, model: str | None = None, batch_size: int = 64, normalize: bool = False, device: str = "cpu"):
         self.name, self.path = resolve_model(model)
         self.batch_size = batch_size
         self.normalize = normalize
@@ -92,7 +92,7 @@ class TextEncoder:
             with _offline_and_quiet():
                 from sentence_transformers import SentenceTransformer
 
-                self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+                self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         except Exception as e:
             raise InputError(f"--model {model or self.name}: could not load a sentence-transformers model from {self.path} ({type(e).__name__})") from None
         self.model.eval()
