@@ -306,3 +306,34 @@ def test_method_adapter_on_the_score_base(tmp_path):
         method.check(SimpleNamespace(dedup=DedupConfig(threshold=1.5)))
     with pytest.raises(InputError, match="no such file"):
         method.check(SimpleNamespace(dedup=DedupConfig(against=str(tmp_path / "missing.parquet"))))
+
+
+def test_cli_score_dedup_then_prune_keeps_one_row_per_group(tmp_path):
+    """The whole path a user takes: `score -m dedup`, then `prune --keep 'dup_of == null'`."""
+    import pyarrow.parquet as pq
+
+    from conftest import assert_fails, run
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(40, 16)).astype(np.float32)
+    copies = base[:10] + rng.normal(scale=1e-3, size=(10, 16)).astype(np.float32)  # 10 near-copies
+    X = np.concatenate([base, copies])
+    ids = [f"r{i:03d}" for i in range(50)]
+    pool = write_pool(tmp_path / "pool.parquet", X, ids=ids)
+    evalset = write_pool(tmp_path / "eval.parquet", base[35:].copy(), ids=[f"e{i}" for i in range(5)])
+    scored = tmp_path / "s.parquet"
+    r = run("score", pool, "-m", "dedup", "--dedup-threshold", "0.99", "--dedup-against", evalset, "-o", scored, "--json")
+    assert r.exit_code == 0, r.stderr
+    t = pq.read_table(scored)
+    dup_of = t.column("dup_of").to_pylist()
+    assert sum(v is not None for v in dup_of) == 10
+    # Each pair keeps its smaller id (the centroid rule ties within a pair): the copy points to the original.
+    assert all(dup_of[40 + k] == f"r{k:03d}" for k in range(10))
+    assert t.column("contam_of").to_pylist()[35:40] == [f"e{i}" for i in range(5)]
+    assert read_provenance(scored)["scores"]["dup_of"]["method"] == "dedup"
+    kept = tmp_path / "kept.parquet"
+    r = run("prune", scored, "--keep", "dup_of == null", "--keep", "contam_of == null", "-o", kept, "--dropped", tmp_path / "d.csv")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(pq.read_table(kept).column("id").to_pylist()) == ids[:35]
+    assert_fails(["score", pool, "-m", "dedup", "--dedup-threshold", "1.5", "-o", tmp_path / "x.parquet"],
+                 "1.5", out=tmp_path / "x.parquet")
