@@ -54,13 +54,15 @@ def embed_cmd(
         curate embed images/ --image-size 64 -o work/images.parquet
     """
     from curate.embed import EmbedConfig, embed
-    from curate.runtime import resolve_device
+    from curate.runtime import Runtime
 
     cfg = EmbedConfig(
         text_column=text_column, image_column=image_column, label_column=label_column, id_column=id_column,
         keep_columns=tuple(keep_column), model=model, batch_size=batch_size, image_size=image_size,
-        normalize=normalize, shard_size=shard_size, workers=workers, threads=threads, on_error=on_error,
-        device=resolve_device(device),
-        engine=engine, drop_unlabelled=drop_unlabelled, allow_outside_paths=allow_outside_paths,
+        normalize=normalize, shard_size=shard_size, on_error=on_error,
+        drop_unlabelled=drop_unlabelled, allow_outside_paths=allow_outside_paths,
     )
-    emit(embed(input, output, cfg, overwrite=overwrite), json_out, _human)
+    # Checked in the config's terms first, so a bad --workers/--threads/--engine reads as embed's own error.
+    EmbedConfig(workers=workers, threads=threads, engine=engine)
+    runtime = Runtime.build(device, threads=threads, engine=engine, workers=workers)
+    emit(embed(input, output, cfg, overwrite=overwrite, runtime=runtime), json_out, _human)

@@ -26,6 +26,7 @@ from curate.embed.config import EmbedConfig
 from curate.embed.executor import Executor, make_executor
 from curate.embed.shard import ShardTask, get_encoder, run_shard
 from curate.errors import InputError
+from curate.runtime import Runtime
 from curate.io.atomic import atomic_path, check_output
 from curate.io.parquet import WRITE_OPTIONS, with_provenance
 from curate.io.provenance import base_record, config_hash
@@ -156,12 +157,16 @@ class _Manifest:
 
 
 def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConfig(), overwrite: bool = False,
-          executor: Executor | None = None) -> dict[str, Any]:
+          executor: Executor | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
     """Embed INPUT into a Parquet file at OUTPUT (see the module docstring). Returns a summary.
 
-    ``executor`` decides where shards run (default: ``make_executor(config.engine, config.workers)``).
-    Torch's thread count is set for the run and restored afterwards.
+    ``runtime`` (the CLI builds one): its device, threads, engine and workers replace the
+    config's. ``executor`` decides where shards run (default: ``make_executor(config.engine,
+    config.workers)``). Torch's thread count is set for the run and restored afterwards.
     """
+    if runtime is not None:
+        config = replace(config, device=runtime.device, threads=runtime.threads, engine=runtime.engine,
+                         workers=runtime.workers)
     before = torch.get_num_threads()
     try:
         return _embed(input, output, config, overwrite, executor)

@@ -120,10 +120,6 @@ def load_head(directory: Path) -> tuple[nn.Sequential, dict[str, Any]]:
     return head.eval(), config
 
 
-def weights_hash(directory: Path) -> str:
-    return file_sha256(Path(directory) / WEIGHTS)
-
-
 def file_kind(path: Path) -> str:
     """``parquet``, ``torchscript`` (a zip archive, as ``torch.jit.save`` writes) or ``unknown``, from magic bytes."""
     with open(path, "rb") as f:
