@@ -1,6 +1,6 @@
 """Write-then-rename, so that an interrupted or failed step never leaves a partial output.
 
-Temporary names are ``.NAME.curate-XXXXXXXX.tmp`` beside the output NAME: they carry the output's
+Temporary names are ``.NAME.curate-<8 random characters>.tmp`` beside the output NAME: they carry the output's
 name, so the next run on NAME recognises and removes what a killed run left. A step with several
 outputs commits them through :func:`atomic_group`: all or none, with a journal for recovery.
 

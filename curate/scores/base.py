@@ -8,6 +8,7 @@ and at most once, so a method asks for ``ctx.snapshot`` or ``ctx.target`` and ne
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,7 +37,7 @@ class Column:
     std_of: str | None = None  # written only with --std: the per-seed spread of this column
 
 
-class ScoreMethod:
+class ScoreMethod(ABC):
     """Base of a score method. Subclasses set the class attributes and ``compute``.
 
     ``columns``: every column the method may write (its std columns included); re-running the
@@ -51,9 +52,9 @@ class ScoreMethod:
     def check(self, cfg: "ScoreConfig") -> None:
         """Refuse options this method cannot run with (InputError), before any file is read."""
 
+    @abstractmethod
     def compute(self, ctx: "ScoreContext") -> dict[str, pa.Array]:
         """Column name -> array of ``ctx.n`` rows, in pool order."""
-        raise NotImplementedError
 
     def provenance(self, ctx: "ScoreContext") -> dict[str, Any]:
         """The footer record of this method's columns (``scores[column]``)."""
