@@ -337,3 +337,5 @@ def test_cli_score_dedup_then_prune_keeps_one_row_per_group(tmp_path):
     assert sorted(pq.read_table(kept).column("id").to_pylist()) == ids[:35]
     assert_fails(["score", pool, "-m", "dedup", "--dedup-threshold", "1.5", "-o", tmp_path / "x.parquet"],
                  "1.5", out=tmp_path / "x.parquet")
+    assert_fails(["score", pool, "-m", "dedup", "--dedup-keep-by", "id:sideways", "-o", tmp_path / "x.parquet"],
+                 "suffix must be :min or :max", out=tmp_path / "x.parquet")

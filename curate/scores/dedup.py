@@ -83,6 +83,9 @@ def parse_keep_by(spec: str, columns) -> tuple[str, bool]:
     ``columns``: the names available; an unknown column or suffix is an InputError listing them.
     """
     name, _, way = str(spec).rpartition(":") if str(spec).endswith((":min", ":max")) else (str(spec), "", "max")
+    if name not in columns and ":" in str(spec) and str(spec).rpartition(":")[0] in columns:
+        raise InputError(f"--dedup-keep-by {spec!r}: the suffix must be :min or :max, not "
+                         f"{':' + str(spec).rpartition(':')[2]!r}")
     if name not in columns:
         raise InputError(f"--dedup-keep-by {spec!r}: no column {name!r}; choose one of "
                          f"{', '.join(sorted(columns))} (append :min to keep the lowest)")
