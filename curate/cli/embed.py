@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from curate.cli import engine_options as eo
 from curate.cli.app import app, emit, handle_errors
 
 
@@ -35,8 +36,11 @@ def embed_cmd(
     image_size: int = typer.Option(224, "--image-size", metavar="PIXELS", help="Images are resized to this square size, 32 to 4096 (small images: 64-96)."),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalise text embeddings (all-MiniLM-L6-v2 already does)."),
     shard_size: int = typer.Option(4096, "--shard-size", metavar="N", help="Rows per resumable shard, 1 to 10000000."),
-    engine: str = typer.Option("local", "--engine", metavar="local|process", help="Where shards run: 'local' (threads of this process) or 'process' (worker processes)."),
-    workers: int = typer.Option(1, "--workers", metavar="N", help="Shards embedded concurrently, 1 to 256."),
+    engine: str = eo.ENGINE,
+    workers: int = typer.Option(1, "--workers", metavar="N", help="Shards embedded concurrently, 1 to 256 (with --engine ray: actors, each loading the model once)."),
+    ray_address: Optional[str] = eo.RAY_ADDRESS,
+    cpus_per_worker: Optional[float] = eo.CPUS_PER_WORKER,
+    gpus_per_worker: Optional[float] = eo.GPUS_PER_WORKER,
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="torch threads per worker, 1 to 1024 (default: all CPUs); recorded, as it can change the last bits."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda|cuda:N|mps", help="Where the model runs: auto (a GPU when one is visible), cpu, cuda, cuda:N or mps; recorded, as GPU kernels change the last bits."),
     on_error: str = typer.Option("raise", "--on-error", metavar="raise|skip", help="'raise' stops at a bad image or empty text; 'skip' records it and carries on."),
@@ -52,6 +56,8 @@ def embed_cmd(
         curate embed data/train.jsonl --text-column text --label-column label -o work/train.parquet
 
         curate embed images/ --image-size 64 -o work/images.parquet
+
+        curate embed data/train.jsonl --text-column text --engine ray --ray-address auto --workers 8 -o work/train.parquet
     """
     from curate.embed import EmbedConfig, embed
     from curate.runtime import Runtime
@@ -64,5 +70,6 @@ def embed_cmd(
     )
     # Checked in the config's terms first, so a bad --workers/--threads/--engine reads as embed's own error.
     EmbedConfig(workers=workers, threads=threads, engine=engine)
-    runtime = Runtime.build(device, threads=threads, engine=engine, workers=workers)
+    runtime = Runtime.build(device, threads=threads, engine=engine, workers=workers, ray_address=ray_address,
+                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     emit(embed(input, output, cfg, overwrite=overwrite, runtime=runtime), json_out, _human)

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from curate.cli import engine_options as eo
 from curate.cli.app import app, emit, handle_errors
 from curate.models.heads import ARCHITECTURES, HeadSpec
 from curate.models.train import TrainConfig
@@ -80,7 +81,12 @@ def score_cmd(
     dedup_against: Optional[Path] = typer.Option(None, "--dedup-against", help="dedup: evaluation Parquet from `curate embed`; adds contam_of / contam_sim (pool rows within the threshold of an evaluation row)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads, >= 1 (default: torch's)."),
-    chunk: int = typer.Option(_R.chunk, "--chunk", help="Rows a scoring pass holds at once, >= 1."),
+    chunk: int = typer.Option(_R.chunk, "--chunk", help="Rows a scoring pass holds at once, >= 1 (one task of the engine)."),
+    engine: str = eo.ENGINE,
+    workers: int = eo.workers_option("Row chunks of the per-row pass (el2n, grand, rho's target term)"),
+    ray_address: Optional[str] = eo.RAY_ADDRESS,
+    cpus_per_worker: Optional[float] = eo.CPUS_PER_WORKER,
+    gpus_per_worker: Optional[float] = eo.GPUS_PER_WORKER,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists (OUTPUT may be POOL)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -89,6 +95,8 @@ def score_cmd(
     Example:
 
         curate score work/train.parquet --il work/il/ --target work/holdout.parquet --method el2n --method grand --method rho --method gio -o work/scored.parquet
+
+        curate score work/train.parquet --method el2n --engine ray --ray-address auto --workers 8 -o work/scored.parquet
     """
     from curate.checks import int_in
     from curate.score import score
@@ -96,7 +104,8 @@ def score_cmd(
     if depth is not None:
         int_in("--depth", depth, 1, 100)
     hid = tuple(hidden) if depth is None else tuple([hidden[0]] * depth)
-    runtime = Runtime.build(device, threads=threads, chunk=chunk)
+    runtime = Runtime.build(device, threads=threads, chunk=chunk, engine=engine, workers=workers, ray_address=ray_address,
+                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     cfg = ScoreConfig(
         methods=tuple(dict.fromkeys(m.value for m in method)), seeds=seeds,
         spec=HeadSpec(arch=arch.value, hidden=hid, dropout=dropout),

@@ -35,7 +35,7 @@ class EmbedConfig:
     threads: int | None = None  # torch intra-op threads; None = number of CPUs
     device: str = "cpu"  # a resolved torch device (curate.runtime.resolve_device); GPU kernels change low bits
     on_error: str = "raise"  # "raise" | "skip"
-    engine: str = "local"  # "local" (threads) | "process" (worker processes)
+    engine: str = "local"  # "local" (threads) | "process" (worker processes) | "ray" (a Ray cluster)
     drop_unlabelled: bool = False  # skip rows whose label is null/NaN instead of failing
     allow_outside_paths: bool = False  # image paths may leave the table's directory
 

@@ -10,6 +10,7 @@ so an interrupted-then-resumed run gives the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -161,12 +162,14 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
     """Embed INPUT into a Parquet file at OUTPUT (see the module docstring). Returns a summary.
 
     ``runtime`` (the CLI builds one): its device, threads, engine and workers replace the
-    config's. ``executor`` decides where shards run (default: ``make_executor(config.engine,
-    config.workers)``). Torch's thread count is set for the run and restored afterwards.
+    config's. ``executor`` decides where shards run (default: ``runtime.executor()``, else
+    ``make_executor(config.engine, config.workers)``). Torch's thread count is set for the run
+    and restored afterwards.
     """
     if runtime is not None:
         config = replace(config, device=runtime.device, threads=runtime.threads, engine=runtime.engine,
                          workers=runtime.workers)
+        executor = executor or runtime.executor()
     before = torch.get_num_threads()
     try:
         return _embed(input, output, config, overwrite, executor)
@@ -211,13 +214,15 @@ def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite
             # In-process work reports every batch; a shard shipped elsewhere reports when it ends.
             local = getattr(executor, "in_process", False)
             fn = functools.partial(run_shard, on_batch=bar.advance) if local else run_shard
-            for result in executor.map(fn, tasks):
-                manifest.data["finished"][str(result["index"])] = {
-                    "file": result["file"], "rows": result["rows"], "skipped": result["skipped"],
-                    "dropped": result["dropped"]}
-                manifest.save()
-                if not local:
-                    bar.advance(result["rows"])
+            # closing: an error here (or Ctrl-C) stops the engine's queued tasks and workers now.
+            with contextlib.closing(executor.map(fn, tasks)) as results:
+                for result in results:
+                    manifest.data["finished"][str(result["index"])] = {
+                        "file": result["file"], "rows": result["rows"], "skipped": result["skipped"],
+                        "dropped": result["dropped"]}
+                    manifest.save()
+                    if not local:
+                        bar.advance(result["rows"])
     except InputError:
         # Bad input will not resume into anything useful: leave no parts behind.
         shutil.rmtree(parts, ignore_errors=True)

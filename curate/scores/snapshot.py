@@ -7,6 +7,7 @@ or machines and get the same bytes back as the in-process loop.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +88,18 @@ def snapshot_scores(X: np.ndarray, y: np.ndarray, n_classes: int, cfg, runtime, 
     n = len(y)
     out = {k: np.empty((cfg.seeds, n)) for k in ("el2n", "ce", "grand")}
     chunk = runtime.chunk
+    tasks = (RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand_state, X[s:s + chunk], y[s:s + chunk], runtime.device)
+             for s in range(0, n, chunk))
+    s = 0
     with progress.bar("score", total=n) as bar:
-        for s in range(0, n, chunk):
-            task = RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand_state, X[s:s + chunk], y[s:s + chunk], runtime.device)
-            for k, v in score_rows(task).items():
-                out[k][:, s:s + v.shape[1]] = v
-            bar.advance(len(task.y))
+        # The engine (runtime.executor(): threads, processes or Ray) returns the chunks in order.
+        with contextlib.closing(runtime.executor().map(score_rows, tasks)) as parts:
+            for part in parts:
+                b = part["el2n"].shape[1]
+                for k, v in part.items():
+                    out[k][:, s:s + b] = v
+                s += b
+                bar.advance(b)
     for k in ("el2n", "ce") + (("grand",) if want_grand else ()):
         finite(f"snapshot {k}", out[k].T, ids)
     return out
