@@ -77,15 +77,6 @@ def ray_runtime(**kw) -> Runtime:
 
 
 @needs_ray
-def test_embed_on_ray_gives_the_bytes_of_the_local_engine(ray_local, jsonl, local_bytes, tmp_path):
-    out = tmp_path / "ray.parquet"
-    summary = embed(jsonl, out, TEXT, runtime=ray_runtime(cpus_per_worker=0.5))
-    assert summary["shards"] == 5 and summary["rows"] == 14
-    assert out.read_bytes() == local_bytes
-    assert not (tmp_path / "ray.parquet.parts").exists()
-
-
-@needs_ray
 def test_score_on_ray_gives_the_bytes_of_the_local_engine(ray_local, tmp_path):
     X, y = clusters(200, d=8, classes=3, seed=3, spread=1.5)
     pool = write_pool(tmp_path / "pool.parquet", X, y)
@@ -103,7 +94,7 @@ def test_shared_task_values_go_to_the_object_store_once(ray_local):
     from curate.engine.ray import RayExecutor, _Sharer
     from curate.scores.snapshot import RowTask
 
-    state = {"w": np.arange(6.0)}
+    state = {"w": np.ones(10_000), "b": np.ones(3)}  # 80 KB: worth one put
     tasks = [RowTask({}, (1,), state, None, np.full((2, 1), i, np.float32), np.zeros(2, np.int64)) for i in range(3)]
     sharer = _Sharer(ray_local)
     first, second, third = (sharer.split(t) for t in tasks)
@@ -111,11 +102,11 @@ def test_shared_task_values_go_to_the_object_store_once(ray_local):
     assert set(second[1]) == {"state"} and second[0].state is None and second[1]["state"] is third[1]["state"]
     # And the actors put the value back: each task sees its own rows and the shared state.
     got = list(RayExecutor(2).map(_echo, tasks))
-    assert got == [(float(i), 15.0) for i in range(3)]
+    assert got == [(float(i), 10_003.0) for i in range(3)]
 
 
 def _echo(task):
-    return float(task.X[0, 0]), float(task.state["w"].sum())
+    return float(task.X[0, 0]), float(task.state["w"].sum() + task.state["b"].sum())
 
 
 def _kill_mid_shard(marker: str, task):
@@ -150,7 +141,7 @@ def test_a_worker_killed_mid_shard_is_retried_without_duplicates(ray_local, json
 
 
 @needs_ray
-def test_interrupted_driver_frees_its_workers_and_the_rerun_resumes(ray_local, jsonl, local_bytes, tmp_path):
+def test_interrupted_driver_frees_its_workers_and_the_rerun_resumes_to_the_local_bytes(ray_local, jsonl, local_bytes, tmp_path):
     from curate.engine.ray import RayExecutor
 
     class InterruptAfter(RayExecutor):
@@ -169,8 +160,8 @@ def test_interrupted_driver_frees_its_workers_and_the_rerun_resumes(ray_local, j
     while ray_local.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray_local.available_resources().get("CPU", 0) == 2
-    summary = embed(jsonl, out, TEXT, runtime=ray_runtime())
-    assert summary["resumed_shards"] == 2
+    summary = embed(jsonl, out, TEXT, runtime=ray_runtime(cpus_per_worker=0.5))
+    assert summary["resumed_shards"] == 2 and summary["shards"] == 5 and summary["rows"] == 14
     assert out.read_bytes() == local_bytes
 
 

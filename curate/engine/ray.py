@@ -103,8 +103,24 @@ class _Worker:
         return fn(task)
 
 
+SHARE_BYTES = 1 << 16  # smaller values ride along with each task
+
+
+def _weight(v, depth: int = 0) -> int:
+    """Rough bytes of arrays/tensors in ``v`` (containers two levels deep); 0 for anything else."""
+    n = getattr(v, "nbytes", None)
+    if isinstance(n, int):
+        return n
+    if depth < 2 and isinstance(v, dict):
+        return sum(_weight(x, depth + 1) for x in v.values())
+    if depth < 2 and isinstance(v, (list, tuple)):
+        return sum(_weight(x, depth + 1) for x in v)
+    return 0
+
+
 class _Sharer:
-    """Puts a task field's value in the object store when a later task carries the same object."""
+    """Puts a task field's value (arrays, tensors, dicts of them: 64 KiB or more) in the object
+    store once, when a later task carries the same object; the actors resolve and keep it."""
 
     def __init__(self, ray):
         self.ray = ray
@@ -117,7 +133,7 @@ class _Sharer:
         shared = {}
         for f in dataclasses.fields(task):
             v = getattr(task, f.name)
-            if v is None or isinstance(v, (str, bytes, int, float, bool)):
+            if _weight(v) < SHARE_BYTES:
                 continue
             if id(v) in self.refs:
                 shared[f.name] = self.refs[id(v)]
