@@ -22,11 +22,11 @@ $(VENV)/.base: pyproject.toml $(VENV)/.torch
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(VENV)/.base
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ray]'
 	touch $@
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.base
-	$(PIP) install -q -e '.[test,bench]'
+	$(PIP) install -q -e '.[test,bench,ray]'
 	touch $@
 
 install: $(VENV)/.base

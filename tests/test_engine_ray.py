@@ -1,6 +1,6 @@
 """`--engine ray`: the same bytes as the local engine, on one and on two Ray nodes; faults and Ctrl-C.
 
-Every cluster here lives on loopback: the in-process one is started by a session fixture with
+Every cluster here lives on loopback: the in-process one is started by a module fixture with
 Ray's single-machine mode (127.0.0.1); the two-node one binds both nodes to 127.0.0.2. Bad
 values of the engine options are checked without Ray.
 """
@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,9 +39,9 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 TEXT = EmbedConfig(text_column="text", label_column="label", id_column="id", shard_size=3, batch_size=2, threads=1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray (2 CPUs, 127.0.0.1, no dashboard) for the in-process tests; shut down at the end."""
+    """One local Ray (2 CPUs, 127.0.0.1, no dashboard) for this module's in-process tests, shut down after them."""
     before = dict(os.environ)
     term = signal.getsignal(signal.SIGTERM)
     # Read when ray is first imported: single-machine mode binds every Ray process to 127.0.0.1.
@@ -231,6 +232,7 @@ def test_two_nodes_on_loopback_embed_the_same_rows_as_one_machine(jsonl, local_b
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def _processes_under(path: str) -> list[int]:
@@ -247,39 +249,33 @@ def _processes_under(path: str) -> list[int]:
 
 @needs_ray
 @pytest.mark.slow
-def test_sigterm_stops_the_run_and_its_private_cluster_then_the_rerun_resumes(jsonl, local_bytes, tmp_path):
+def test_sigterm_stops_the_run_and_the_private_cluster_it_started(jsonl, tmp_path):
     short = tempfile.mkdtemp(prefix="rs", dir="/tmp")
-    out = tmp_path / "o.parquet"
-    args = ["embed", jsonl, "--text-column", "text", "--label-column", "label", "--id-column", "id", "--shard-size", "3",
-            "--batch-size", "2", "--threads", "1", "--engine", "ray", "--workers", "2", "-o", out]
-    env = {"RAY_TMPDIR": short, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    p = _curate(args, env)
-    manifest = tmp_path / "o.parquet.parts" / "_manifest.json"
-    deadline = time.monotonic() + 240
-    while p.poll() is None and time.monotonic() < deadline:
-        if manifest.exists() and '"file"' in manifest.read_text():
-            break  # at least one shard finished
-        time.sleep(0.2)
-    assert p.poll() is None, p.communicate()
-    p.send_signal(signal.SIGTERM)
-    _, stderr = p.communicate(timeout=120)
-    assert p.returncode == 143, stderr
-    assert not out.exists()
-    # The local cluster it started is gone with it (give the raylet's children a moment).
-    deadline = time.monotonic() + 30
-    while _processes_under(short) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _processes_under(short) == []
-    p = _curate(args + ["--json"], env)
-    stdout, stderr = p.communicate(timeout=300)
-    assert p.returncode == 0, stderr
-    assert json.loads(stdout)["resumed_shards"] >= 1
-    assert pq.read_table(out).equals(pq.read_table(_write(tmp_path / "local.parquet", local_bytes)))
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
+    try:
+        out = tmp_path / "o.parquet"
+        args = ["embed", jsonl, "--text-column", "text", "--label-column", "label", "--id-column", "id",
+                "--shard-size", "3", "--batch-size", "2", "--threads", "1", "--engine", "ray", "--workers", "2", "-o", out]
+        p = _curate(args, {"RAY_TMPDIR": short, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+        manifest = tmp_path / "o.parquet.parts" / "_manifest.json"
+        deadline = time.monotonic() + 240
+        while p.poll() is None and time.monotonic() < deadline:
+            if manifest.exists() and '"file"' in manifest.read_text():
+                break  # at least one shard finished
+            time.sleep(0.2)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGTERM)
+        _, stderr = p.communicate(timeout=120)
+        assert p.returncode == 143, stderr
+        assert not out.exists()
+        # Finished shards stay for the re-run to resume from (tested in-process above).
+        assert json.loads(manifest.read_text())["finished"]
+        # The local cluster it started is gone with it (give the raylet's children a moment).
+        deadline = time.monotonic() + 30
+        while _processes_under(short) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _processes_under(short) == []
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 # Bad values of the engine options: one line, exit 2, nothing written; none of these needs Ray.
@@ -316,8 +312,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("make", [_embed_args, _score_args], ids=["embed", "score"])
-@pytest.mark.parametrize("extra,fragments", BAD, ids=[" ".join(b[0]) for b in BAD])
+# Both commands check these in one place (curate.runtime.Runtime): score gets one of each kind.
+CASES = [(_embed_args, *b) for b in BAD] + [(_score_args, *BAD[i]) for i in (0, 1, 4, 9, 11, 12, 16)]
+
+
+@pytest.mark.parametrize("make,extra,fragments", CASES,
+                         ids=[f"{m.__name__[1:-5]} {' '.join(e)}" for m, e, _ in CASES])
 def test_bad_engine_options_are_one_line(make, extra, fragments, tmp_path):
     args = make(tmp_path)
     assert_fails(args + extra, *fragments, out=tmp_path / "o.parquet", root=tmp_path)

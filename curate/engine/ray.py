@@ -83,10 +83,16 @@ def _cpus(total: float, workers: int) -> float:
 
 
 class _Worker:
-    """One actor: runs task functions; keeps the shared values it has resolved (a few, newest)."""
+    """One actor: runs task functions; keeps the shared values it has resolved (a few, newest).
 
-    def __init__(self):
+    It works in the driver's directory where that exists on its node (this machine, or a shared
+    filesystem), so relative input and output paths mean what they mean to the driver.
+    """
+
+    def __init__(self, cwd: str):
         self._shared: collections.OrderedDict = collections.OrderedDict()
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
 
     def run(self, fn, task, shared: dict):
         if shared:
@@ -210,7 +216,7 @@ class RayExecutor:
             cpus, gpus = self._resources(ray)
             cls = ray.remote(_Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
                                               max_task_retries=RETRIES, max_concurrency=1)
-            actors = [cls.remote() for _ in range(self.workers)]
+            actors = [cls.remote(os.getcwd()) for _ in range(self.workers)]
             queued = [0] * self.workers
             fn_ref = ray.put(fn)
             sharer = _Sharer(ray)
