@@ -337,3 +337,12 @@ def test_engine_options_are_listed_in_help():
         for fragment in ("--engine local|process|ray", "--ray-address auto|HOST:PORT|ray://HOST:PORT",
                          "--cpus-per-worker N", "(0, 1024]", "--gpus-per-worker N", "[0, 256]", "curate[ray]"):
             assert fragment in text, (cmd, fragment)
+
+
+def test_an_address_nobody_answers_at_fails_fast():
+    from curate.engine.ray import _probe
+    from curate.errors import InputError
+
+    with pytest.raises(InputError, match=r"--ray-address 127.0.0.1:9: nothing answers at 127.0.0.1:9"):
+        _probe("127.0.0.1:9")  # the discard port: nothing listens there
+    _probe("auto")  # found by Ray itself: nothing to probe here

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import signal
+import socket
 import threading
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -72,6 +73,19 @@ def _as_found():
         os.environ.update(env)
         if main and term is not None:
             signal.signal(signal.SIGTERM, term)
+
+
+def _probe(address: str | None, seconds: float = 10.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    m = _ADDRESS.match(address or "")
+    if m is None:
+        return
+    host, port = m.group(2).strip("[]"), int(m.group(3))
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: nothing answers at {host}:{port} ({e.strerror or e}); "
+                         "start the cluster with `ray start --head` or check the address") from None
 
 
 def _cpus(total: float, workers: int) -> float:
@@ -178,6 +192,7 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         address = self.address or os.environ.get("RAY_ADDRESS") or None
+        _probe(address)
         kw: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address is None:
             kw.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
