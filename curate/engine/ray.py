@@ -228,36 +228,74 @@ class RayExecutor:
         actors: list = []
         pending: collections.deque = collections.deque()
         try:
-            cpus, gpus = self._resources(ray)
-            cls = ray.remote(_Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
-                                              max_task_retries=RETRIES, max_concurrency=1)
-            actors = [cls.remote(os.getcwd()) for _ in range(self.workers)]
-            queued = [0] * self.workers
-            fn_ref = ray.put(fn)
-            sharer = _Sharer(ray)
-            for task in tasks:
-                i = min(range(self.workers), key=queued.__getitem__)
-                light, shared = sharer.split(task)
-                pending.append((actors[i].run.remote(fn_ref, light, shared), i))
-                queued[i] += 1
-                if len(pending) >= 2 * self.workers:
+            with _sigterm_exits():
+                cpus, gpus = self._resources(ray)
+                cls = ray.remote(_Worker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES,
+                                                  max_task_retries=RETRIES, max_concurrency=1)
+                actors = [cls.remote(os.getcwd()) for _ in range(self.workers)]
+                queued = [0] * self.workers
+                fn_ref = ray.put(fn)
+                sharer = _Sharer(ray)
+                for task in tasks:
+                    i = min(range(self.workers), key=queued.__getitem__)
+                    light, shared = sharer.split(task)
+                    pending.append((actors[i].run.remote(fn_ref, light, shared), i))
+                    queued[i] += 1
+                    if len(pending) >= 2 * self.workers:
+                        ref, i = pending.popleft()
+                        queued[i] -= 1
+                        yield _get(ray, ref)
+                while pending:
                     ref, i = pending.popleft()
                     queued[i] -= 1
                     yield _get(ray, ref)
-            while pending:
-                ref, i = pending.popleft()
-                queued[i] -= 1
-                yield _get(ray, ref)
         finally:
-            for ref, _ in pending:
+            refs = [ref for ref, _ in pending]
+            for ref in refs:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+            if refs:  # let the cancellations land, so killing the actors retries nothing
+                with contextlib.suppress(Exception):
+                    ray.wait(refs, num_returns=len(refs), timeout=5)
             for a in actors:
                 with contextlib.suppress(Exception):
                     ray.kill(a, no_restart=True)
             if connected:
                 with contextlib.suppress(Exception), _as_found():
                     ray.shutdown()
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM while Ray waits must still exit as the process's handler says (curate: 143).
+
+    Ray turns an exception raised by a signal handler inside ``ray.get`` into ``SystemExit(1)``;
+    this notes the signal and restores the intended exit status.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        if before == signal.SIG_IGN:
+            return
+        seen.append(signum)
+        if callable(before):
+            before(signum, frame)  # curate's CLI: SystemExit(143) after every `finally` ran
+            return
+        raise SystemExit(128 + signum)  # default action, but with the cleanup below
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except SystemExit as e:
+        if seen and e.code != 128 + seen[0]:
+            raise SystemExit(128 + seen[0]) from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _get(ray, ref):
