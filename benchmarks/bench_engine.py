@@ -6,9 +6,9 @@ model load in each worker, and for Ray the cluster start) as a user does. Runs a
 (local, process, ray, local, process, ray, ...) so all see the same machine load; rows/s and
 ratios are of medians. Torch runs 1 thread per worker, so 2 workers use the 2 cores.
 
-Ray's costs, measured in a separate process: start-up (``ray.init`` of a local 2-CPU cluster,
-then ``ray.shutdown``) and the per-task overhead of ``RayExecutor.map`` on an empty task
-(``(t(M tasks) - t(1 task)) / (M - 1)``, so the actor start is not counted), next to the
+Ray's costs, measured in a separate process: start-up (``ray.init`` of a local 2-CPU cluster)
+and the per-task overhead of ``RayExecutor.map`` on an empty task (time from the first result
+to the last over M tasks, / (M - 1), so starting the actors is not counted), next to the
 process pool's on the same empty task.
 
     python benchmarks/bench_engine.py [--rows 4000] [--runs 3] [--tasks 400]
@@ -45,10 +45,10 @@ from curate.engine.process import ProcessExecutor
 from curate.engine.ray import RayExecutor
 
 def per_task(ex, m):
-    # abs: an empty task that pickles by reference in both pools
-    t0 = time.perf_counter(); list(ex.map(abs, range(1))); one = time.perf_counter() - t0
-    t0 = time.perf_counter(); list(ex.map(abs, range(m))); many = time.perf_counter() - t0
-    return max(many - one, 0.0) / (m - 1)
+    # abs: an empty task that pickles by reference in both pools. Timed from the first result to
+    # the last, so starting the workers (seconds, and noisy) is not counted.
+    stamps = [time.perf_counter() for _ in ex.map(abs, range(m))]
+    return (stamps[-1] - stamps[0]) / (m - 1)
 
 if __name__ == "__main__":
     m, runs = int(sys.argv[1]), int(sys.argv[2])
