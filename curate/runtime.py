@@ -1,12 +1,12 @@
 """Where and how compute runs: one object built at the CLI edge and passed down.
 
 A ``Runtime`` names the torch device, the number of torch threads, the chunk of rows a scoring
-pass holds at once, and the engine that runs per-shard and per-chunk work (``executor()``: local
-threads, worker processes or a Ray cluster, with its workers and their CPUs/GPUs). Library functions take one
-and never pick a device or a thread count themselves, so the same call runs on a laptop CPU, a
-GPU or (through the executor) a cluster. ``activate()`` applies the thread count for the
-duration of a step and restores torch's previous setting afterwards: a library call leaves
-process-wide state as it found it.
+pass holds at once, and the engine that runs per-shard and per-chunk work (``executor()``:
+local threads, worker processes or a Ray cluster, with its workers and their CPUs/GPUs).
+Library functions take one and never pick a device or a thread count themselves, so the same
+call runs on a laptop CPU, a GPU or (through the executor) a cluster. ``activate()`` applies
+the thread count for the duration of a step and restores torch's previous setting afterwards:
+a library call leaves process-wide state as it found it.
 """
 
 from __future__ import annotations
