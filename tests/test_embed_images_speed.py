@@ -76,6 +76,8 @@ def test_unwritable_cache_still_embeds(tmp_path, monkeypatch):
     blocker.write_text("a file where the cache directory would go")
     monkeypatch.setenv("CURATE_CACHE_DIR", str(blocker))
     batch = _digits(tmp_path / "d", 1, 40)
+    rng = torch.random.get_rng_state()
     got = ImageEncoder(40, backend="onnx").features(batch)
+    assert torch.equal(rng, torch.random.get_rng_state())  # loading and exporting leave the caller's RNG alone
     np.testing.assert_allclose(got, _eager(batch), rtol=0, atol=1e-4 * np.abs(got).max())
     assert blocker.read_text() == "a file where the cache directory would go"

