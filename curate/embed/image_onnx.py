@@ -96,6 +96,9 @@ class OnnxFeatures:
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only: ORT's informational lines would reach stderr
+        # Idle pool threads sleep instead of spinning: between forward calls this process decodes
+        # the next images, and on a shared machine other processes need the cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.source) if isinstance(self.source, Path) else self.source,
                                                 opts, providers=["CPUExecutionProvider"])
