@@ -67,7 +67,7 @@ class ImageEncoder:
     """Encodes preprocessed images: ``extract_features`` averaged over the spatial grid, 1280-d.
 
     ``backend``: ``onnx`` (ONNX Runtime on the exported model, CPU only), ``torch`` (eager
-    PyTorch, any device) or ``auto`` (``onnx`` on CPU when onnxruntime is installed, else
+    PyTorch, any device) or ``auto`` (``onnx`` on CPU when onnx and onnxruntime are installed, else
     ``torch``). Both give the same features up to float32 rounding (max abs difference ~1e-5).
     """
 
@@ -84,7 +84,10 @@ class ImageEncoder:
         self.device = torch.device(device)
         self.model = load_model().to(self.device)
         if backend == "auto":
-            backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
+            backend = "onnx" if self.device.type == "cpu" and _has_onnx() else "torch"
+        if backend == "onnx" and not _has_onnx():
+            raise InputError("image backend onnx needs the onnx and onnxruntime packages: pip install onnx onnxruntime, "
+                             "or use backend torch")
         if backend == "onnx" and self.device.type != "cpu":
             raise InputError(f"image backend onnx runs on the CPU only, not --device {device}; use backend torch")
         self.backend = backend
@@ -125,7 +128,8 @@ class ImageEncoder:
         return record
 
 
-def _has_onnxruntime() -> bool:
+def _has_onnx() -> bool:
+    """Both halves installed: ``onnx`` to export, ``onnxruntime`` to run."""
     import importlib.util
 
-    return importlib.util.find_spec("onnxruntime") is not None
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
