@@ -12,10 +12,10 @@ Images/s of old and new count the embedding loop (decode + preprocess + forward)
 load. The table shows medians, the new/old ratio, peak RSS, and the minimum cosine similarity of
 new vs old features over all N images.
 
-    python benchmarks/bench_embed_images.py [--images 2000] [--sizes 64 224] [--repeats 3]
+    python benchmarks/bench_embed_images.py [--images 2000] [--sizes 64 224] [--repeats 2]
 
-Expected run time on a quiet 2-core machine: about 8 minutes at the defaults (the old path at
-224 px is most of it; --repeats 2 takes about 5).
+Expected run time on a quiet 2-core machine: about 6-9 minutes at the defaults (main's path at
+224 px, 100-200 s a run, is most of it).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--features", type=Path, help=argparse.SUPPRESS)

@@ -15,7 +15,7 @@ forward + backward pass, the score run's phases in units of that pass, and a 1M-
    Gaussian classes), K = 10, default epochs, IL model trained on a separate 20k holdout: wall time
    and peak RSS of each CLI process, and the score's wall time over the floor scaled to --rows.
 
-    python benchmarks/bench_scores.py [--rows 1000000] [--fast-rows 100000] [--loop-rows 300] [--repeats 3]
+    python benchmarks/bench_scores.py [--rows 1000000] [--fast-rows 50000] [--loop-rows 300] [--repeats 3]
 
 Expected run time on a quiet 2-core machine: about 9 minutes at the defaults (the 1M-row score
 is about 6.5 of them; --rows 0 skips step 4).
@@ -172,7 +172,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--loop-rows", type=int, default=300)
-    ap.add_argument("--fast-rows", type=int, default=100_000)
+    ap.add_argument("--fast-rows", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="device of the 1M-row score run: cpu, cuda, cuda:N, mps")
     args = ap.parse_args()
