@@ -70,7 +70,8 @@ class PoolRows:
 
     From an in-memory array (blocks are views, checked for non-finite values) or from a Parquet
     path, whose ``embedding`` column is streamed and validated like ``read_embeddings``: then at
-    most one block (4 * rows * d bytes) and one 4,096-row Arrow batch are held, never the pool.
+    most one block (4 * rows * d bytes), one 4,096-row Arrow batch and a 1 MiB read buffer are
+    held, never the pool.
     Iterable more than once (each pass re-reads the file).
     """
 
@@ -108,7 +109,8 @@ class PoolRows:
             raise InputError(msg.replace(m.group(0), f"row {start + int(m.group(1))}", 1) if m else msg) from None
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, block)``; ``block`` is float32 C-contiguous (stop - start, d)."""
+        """Yield ``(start, block)``; ``block`` is float32 C-contiguous (stop - start, d), valid until the
+        next block is asked for (its memory is reused): copy what must outlive it."""
         if self.array is not None:
             for start, stop in blocks(self.n, self.rows):
                 block = np.ascontiguousarray(self.array[start:stop], dtype=np.float32)
@@ -117,13 +119,16 @@ class PoolRows:
                     raise InputError(f"GIO: non-finite value in the pool embedding at row {start + int(np.flatnonzero(bad)[0])}")
                 yield start, block
             return
-        from curate.io.parquet import open_parquet
+        import pyarrow.parquet as pq
 
         bounds = iter(blocks(self.n, self.rows))
         start, stop = next(bounds, (0, 0))
         buf = np.empty((stop - start, self.d), dtype=np.float32)
         filled = read = 0
-        for batch in open_parquet(self.path).iter_batches(batch_size=self.READ_ROWS, columns=["embedding"]):
+        # A buffered stream reads a column chunk page by page: by default pyarrow holds the whole
+        # decompressed chunk, i.e. the whole pool when the file has one row group (curate's do up to 1M rows).
+        pf = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)
+        for batch in pf.iter_batches(batch_size=self.READ_ROWS, columns=["embedding"]):
             mat = self._convert(batch.column(0), read)
             if mat.shape[1] != self.d:
                 raise InputError(f"{self.path}: embedding at row {read} has {mat.shape[1]} dimensions, row 0 has {self.d}")
@@ -135,7 +140,8 @@ class PoolRows:
                 if filled == len(buf):
                     yield start, buf
                     start, stop = next(bounds, (self.n, self.n))
-                    buf = np.empty((stop - start, self.d), dtype=np.float32)
+                    if stop - start != len(buf):  # else reused: one block in memory, not two
+                        buf = np.empty((stop - start, self.d), dtype=np.float32)
                     filled = 0
 
     def take(self, rows: np.ndarray) -> np.ndarray:
@@ -179,6 +185,7 @@ def _engine(config: GioConfig):
 # a sample of that size, drawn with rand_perm(n, seed); curate draws the same sample itself, so
 # only the sample is ever held and the centroids equal those of faiss on the whole pool.
 SAMPLE_PER_CENTROID = 256
+READER_BYTES = 150 * 2**20  # see quantised_memory_bytes
 
 
 def kmeans(data: np.ndarray | PoolRows, k: int, seed: int, niter: int = 25) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +219,21 @@ def kmeans(data: np.ndarray | PoolRows, k: int, seed: int, niter: int = 25) -> t
     remap = -np.ones(k, dtype=np.int64)
     remap[used] = np.arange(len(used))
     return km.centroids[used].astype(np.float64), remap[assign]
+
+
+def quantised_memory_bytes(n: int, clusters: int, d: int, block_rows: int = BLOCK_ROWS) -> int:
+    """Peak bytes of the quantised mode over a pool streamed from Parquet (n rows, dimension d).
+
+    Not counted: the interpreter and libraries, the target and its k-means (small), and the
+    selection among centroids. The k-means sample (S = min(n, 256 clusters) rows, 4 S d bytes,
+    plus 36 S of sample indices and faiss's assignment) and one block of rows (4 B d); per pool
+    row 4 bytes of the seeded permutation while the sample is drawn, then 21 bytes (assignment,
+    order column, scores, selected mask) that make up the output. Plus a constant 150 MiB: the
+    Parquet reader's buffers and the conversion of one 4,096-row Arrow batch, which pyarrow's
+    allocator keeps (measured at d = 384: peak minus the other terms, 30k and 150k rows).
+    """
+    S = min(n, SAMPLE_PER_CENTROID * clusters)
+    return 4 * S * d + 36 * S + 4 * min(n, block_rows) * d + 25 * n + READER_BYTES
 
 
 def trajectories(points: np.ndarray, target: np.ndarray, config: GioConfig) -> dict[str, list[float]]:

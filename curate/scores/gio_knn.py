@@ -138,8 +138,8 @@ class _Evaluator:
         self.G, self.X = G, X
         self.N, self.n = len(G), len(X)
         parts = blocks(self.N, block_rows)
-        # Block by block: a float64 copy of the whole pool would be 8 n d bytes.
-        self.g_sq = np.concatenate([(G[a:b].astype(np.float64) ** 2).sum(1) for a, b in parts]) if self.N else np.zeros(0)
+        # 4,096 rows at a time: a float64 copy of the whole pool would be 8 n d bytes.
+        self.g_sq = np.concatenate([(G[a:a + 4096].astype(np.float64) ** 2).sum(1) for a in range(0, self.N, 4096)]) if self.N else np.zeros(0)
         self.x_sq = (X * X).sum(1)
         self.dense = self.N * self.n <= dense_limit
         self.uncovered = 0
@@ -221,6 +221,27 @@ class _Evaluator:
         r = np.sqrt(np.maximum(self.g_sq[j] + self.x_sq - 2.0 * (self.X @ g), 0.0))
         r[r <= self.same] = np.inf
         return r
+
+
+def memory_bytes(n: int, m: int, d: int, L: int = LIST_SIZE, block_rows: int = BLOCK_ROWS,
+                 dense_limit: int = DENSE_LIMIT) -> int:
+    """Peak bytes of a knn-mode selection plus ``gain_alone`` over a float32 pool of n rows, target m, dimension d.
+
+    The pool itself (4 n d, held by the caller) is included; the interpreter and libraries are
+    not. Persistent: 45 n (squared norms, running gains and their per-step copies, the used
+    mask, the order column) and 8 m d (the target in float64). Then the larger of the
+    transient phases: building the neighbour lists, a faiss index over one block of the pool
+    (4 B d) and the per-block and merged results (40 m L, 16 m L of which stay), or the target's
+    own neighbour radii and diameter (32 m min(m, 2048)). Below ``dense_limit`` candidate-target
+    pairs the lists are replaced by the exact (m, n) distances and their logs (16 n m), built
+    one block of the pool at a time (24 m min(n, B)).
+    """
+    fixed = 4 * n * d + 45 * n + 8 * m * d
+    radii = 32 * m * min(m, 2048)
+    if n * m <= dense_limit:
+        return fixed + 16 * n * m + max(24 * m * min(n, block_rows), radii)
+    L = min(L, n)
+    return fixed + 16 * m * L + max(4 * min(n, block_rows) * d + 24 * m * L, radii)
 
 
 def _setup(pool, target, config):
