@@ -128,7 +128,7 @@ def write_pool(path: Path, problem: dict) -> Path:
 
 def memory_part(args) -> str:
     gb = 1024 ** 3
-    lines = ["| mode | candidates | peak RSS (GB) | predicted: formula + RSS before (GB) | RSS before the run (GB) | wall (s) | selected |",
+    lines = ["| mode | candidates | peak RSS (GiB) | predicted: formula + RSS before (GiB) | RSS before the run (GiB) | wall (s) | selected |",
              "|---|---|---|---|---|---|---|"]
 
     def row(label, n, r):

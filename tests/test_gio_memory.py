@@ -160,3 +160,22 @@ def test_knn_peak_memory_grows_as_the_formula_says():
     measured = (grew[1]["peak"] - grew[1]["base"]) - (grew[0]["peak"] - grew[0]["base"])
     formula = memory_bytes(sizes[1], m, d) - memory_bytes(sizes[0], m, d)
     assert abs(measured - formula) < 0.15 * formula, (measured, formula)
+
+
+def test_cli_quantised_mode_reads_the_pool_file_and_matches_the_library(tmp_path):
+    from conftest import run
+    import pyarrow.parquet as pq
+
+    X = unit_blobs(3000, 16, 8, 6)
+    T = unit_blobs(200, 16, 2, 7)
+    pool = write_pool(tmp_path / "pool.parquet", X)
+    target = write_pool(tmp_path / "target.parquet", T, ids=[f"t{i}" for i in range(200)])
+    out = tmp_path / "out.parquet"
+    r = run("score", pool, "--target", target, "-m", "gio", "--clusters", 12, "-o", out)
+    assert r.exit_code == 0, r.stderr
+    want, _ = score_gio(X, T, GioConfig(clusters=12))
+    t = pq.read_table(out)
+    np.testing.assert_array_equal(t.column("gio_selected").to_numpy(), want["gio_selected"])
+    np.testing.assert_array_equal(t.column("gio_score").to_numpy(), want["gio_score"])
+    order = t.column("gio_order").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(np.where(np.isnan(order), -1, order), want["gio_order"])

@@ -121,9 +121,12 @@ class PoolRows:
             return
         import pyarrow.parquet as pq
 
-        bounds = iter(blocks(self.n, self.rows))
+        parts = blocks(self.n, self.rows)
+        bounds = iter(parts)
         start, stop = next(bounds, (0, 0))
-        buf = np.empty((stop - start, self.d), dtype=np.float32)
+        # One buffer for every block (views of it): one block in memory, never two.
+        whole = np.empty((max((b - a for a, b in parts), default=0), self.d), dtype=np.float32)
+        buf = whole[: stop - start]
         filled = read = 0
         # A buffered stream reads a column chunk page by page: by default pyarrow holds the whole
         # decompressed chunk, i.e. the whole pool when the file has one row group (curate's do up to 1M rows).
@@ -140,9 +143,7 @@ class PoolRows:
                 if filled == len(buf):
                     yield start, buf
                     start, stop = next(bounds, (self.n, self.n))
-                    if stop - start != len(buf):  # else reused: one block in memory, not two
-                        buf = np.empty((stop - start, self.d), dtype=np.float32)
-                    filled = 0
+                    buf, filled = whole[: stop - start], 0
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """float32 (len(rows), d): the pool rows ``rows`` (any order, no repeats needed), in that order."""
@@ -226,14 +227,16 @@ def quantised_memory_bytes(n: int, clusters: int, d: int, block_rows: int = BLOC
 
     Not counted: the interpreter and libraries, the target and its k-means (small), and the
     selection among centroids. The k-means sample (S = min(n, 256 clusters) rows, 4 S d bytes,
-    plus 36 S of sample indices and faiss's assignment) and one block of rows (4 B d); per pool
+    plus 36 S of sample indices and faiss's assignment) and one block of rows (4 B d, B at most
+    65,536 + 4,095 rows); per pool
     row 4 bytes of the seeded permutation while the sample is drawn, then 21 bytes (assignment,
     order column, scores, selected mask) that make up the output. Plus a constant 150 MiB: the
     Parquet reader's buffers and the conversion of one 4,096-row Arrow batch, which pyarrow's
     allocator keeps (measured at d = 384: peak minus the other terms, 30k and 150k rows).
     """
     S = min(n, SAMPLE_PER_CENTROID * clusters)
-    return 4 * S * d + 36 * S + 4 * min(n, block_rows) * d + 25 * n + READER_BYTES
+    block = max((b - a for a, b in blocks(n, block_rows)), default=0)
+    return 4 * S * d + 36 * S + 4 * block * d + 25 * n + READER_BYTES
 
 
 def trajectories(points: np.ndarray, target: np.ndarray, config: GioConfig) -> dict[str, list[float]]:

@@ -241,7 +241,8 @@ def memory_bytes(n: int, m: int, d: int, L: int = LIST_SIZE, block_rows: int = B
     if n * m <= dense_limit:
         return fixed + 16 * n * m + max(24 * m * min(n, block_rows), radii)
     L = min(L, n)
-    return fixed + 16 * m * L + max(4 * min(n, block_rows) * d + 24 * m * L, radii)
+    block = max((b - a for a, b in blocks(n, block_rows)), default=0)
+    return fixed + 16 * m * L + max(4 * block * d + 24 * m * L, radii)
 
 
 def _setup(pool, target, config):
