@@ -175,7 +175,7 @@ def main() -> None:
     rows = []
     for n in [n for n in args.sizes if n]:
         problem = dict(n_pool=n, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
-        cur = curate_run(problem, GioConfig())
+        cur = curate_run(problem, GioConfig(estimator="reference"))  # the default is knn since 2026-11-22
         ref = ref_run(args.ref_python, problem, args.ref_picks) if have_ref else None
         row = {"pool": n, "curate_picks": len(cur["order"]), "curate_s_per_pick": cur["seconds"] / max(1, len(cur["order"])),
                "curate_mb": cur["peak_rss_mb"], "stop": cur["stop"]}
