@@ -47,6 +47,15 @@ def test_kmeans_on_its_sample_from_parquet_equals_faiss_on_the_whole_pool(tmp_pa
         assert len(np.unique(want)) == 8  # no empty cluster, so no re-numbering
         np.testing.assert_array_equal(centroids, km.centroids.astype(np.float64))
         np.testing.assert_array_equal(assign, want)
+    # Fewer rows than 256 per centroid: faiss trains on every row, read from the file block by block.
+    small = X[:12000]
+    km = faiss.Kmeans(16, 50, niter=25, seed=3, verbose=False, spherical=False, min_points_per_centroid=1)
+    km.train(small)
+    centroids, assign = kmeans(PoolRows(write_pool(tmp_path / "small.parquet", small), rows=4096), 50, 3)
+    want = km.index.search(small, 1)[1][:, 0]
+    used = np.unique(want)
+    np.testing.assert_array_equal(centroids, km.centroids[used].astype(np.float64))
+    np.testing.assert_array_equal(used[assign], want)
 
 
 def test_pool_rows_from_parquet_equal_the_array_and_name_a_bad_row(tmp_path):

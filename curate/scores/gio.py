@@ -207,7 +207,7 @@ def kmeans(data: np.ndarray | PoolRows, k: int, seed: int, niter: int = 25) -> t
         sample = rows.take(perm[:size].astype(np.int64))
         del perm
     else:
-        sample = np.concatenate([b for _, b in rows]) if rows.array is None else np.ascontiguousarray(rows.array, dtype=np.float32)
+        sample = rows.take(np.arange(rows.n)) if rows.array is None else np.ascontiguousarray(rows.array, dtype=np.float32)
     # min_points_per_centroid=1: small targets are normal here, and faiss would warn on stderr.
     km = faiss.Kmeans(rows.d, k, niter=niter, seed=seed, verbose=False, spherical=False,
                       min_points_per_centroid=1, max_points_per_centroid=SAMPLE_PER_CENTROID)
