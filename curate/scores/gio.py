@@ -146,7 +146,7 @@ class PoolRows:
                     buf, filled = whole[: stop - start], 0
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """float32 (len(rows), d): the pool rows ``rows`` (any order, no repeats needed), in that order."""
+        """float32 (len(rows), d): the pool rows ``rows`` (distinct, any order), in that order."""
         out = np.empty((len(rows), self.d), dtype=np.float32)
         by_row = np.argsort(rows, kind="stable")
         sorted_rows = rows[by_row]
@@ -269,7 +269,7 @@ def score_gio(pool: np.ndarray | str | Path, target: np.ndarray, config: GioConf
     """Select from ``pool`` (n, d) toward ``target`` (m, d).
 
     ``pool``: an array, or the path of a Parquet file with an ``embedding`` column. The quantised
-    mode streams a path block by block (memory independent of n but for 8-21 bytes per row); the
+    mode streams a path block by block (memory independent of n but for 25 bytes per row); the
     other modes read it whole (see ``gio_knn.memory_bytes`` for the knn mode's peak).
 
     Returns the columns ``gio_selected`` (bool), ``gio_order`` (int32, -1 where not selected;

@@ -40,7 +40,9 @@ n_candidates * n_targets <= ``dense_limit``; beyond that it uses faiss neighbour
 target's L nearest candidates. A target whose current nu_k(i) is at most the distance to its
 L-th listed candidate is covered exactly (no unlisted candidate can be closer than nu_k(i));
 for the others, improvements by unlisted candidates are left out of the gain: the
-approximation, counted in provenance ("uncovered target-steps").
+approximation, counted in provenance ("uncovered target-steps"). The lists are built one block
+of the pool at a time (a faiss index per block, results merged), so besides the pool itself
+memory grows by 45 bytes per candidate: ``memory_bytes`` states the peak.
 """
 
 from __future__ import annotations
