@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import socket
 import uuid
 from pathlib import Path
@@ -36,6 +37,7 @@ CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AW
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -222,3 +224,45 @@ def test_remote_path_names_like_pathlib():
         p.relative_to(RemotePath("s3://other"))
     assert np.array_equal(np.array(sorted([RemotePath("s3://b/2"), RemotePath("s3://b/1")]), dtype=object),
                           np.array([RemotePath("s3://b/1"), RemotePath("s3://b/2")], dtype=object))
+
+
+def _ids(source) -> list[str]:
+    from curate.io.sources import open_source
+
+    return [i for b in open_source(source).rows([], None) for i in b.column("id").to_pylist()]
+
+
+def test_prefix_glob_and_csv_sources_on_s3_read_as_their_local_copies(tmp_path, s3):
+    from curate.io.sources import open_source
+
+    rows = [f'{i},"line one\r\nline, ""two"" {i}"' if i % 3 == 0 else f"{i},plain {i}" for i in range(9)]
+    files = {
+        "data/a.csv": ("\ufeffn,text\r\n" + "".join(r + "\r\n" + ("\r\n" if i == 4 else "") for i, r in enumerate(rows))).encode(),
+        "data/sub/b.csv": b"n,text\n100,x\n101,y\n",
+        "data/notes.txt": b"not a table",
+    }
+    for key, data in files.items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(data)
+        s3.put(key, data)
+    # A folder and a glob give the ids and fingerprints (less the paths) of the same local layout.
+    for local, remote in [(tmp_path / "data", s3.url("data")), (f"{tmp_path}/data/**/*.csv", s3.url("data/**/*.csv"))]:
+        assert _ids(remote) == _ids(local) == [f"a.csv:{i}" for i in range(9)] + ["sub/b.csv:0", "sub/b.csv:1"]
+        strip = lambda fp: [{k: v for k, v in f.items() if k != "path"} for f in fp]  # noqa: E731
+        assert strip(open_source(remote).fingerprint()) == strip(open_source(local).fingerprint())
+    assert _ids(s3.url("data/*.csv")) == [f"a.csv:{i}" for i in range(9)]
+
+    # prune --source on an S3 CSV writes the very bytes the local run writes (BOM, CRLF, quoted newlines).
+    from test_prune_sources import scored_for
+
+    for name, src, out in [("local", tmp_path / "data/a.csv", tmp_path / "kept.csv"),
+                           ("s3", s3.url("data/a.csv"), s3.url("out/kept.csv"))]:
+        scored = scored_for(src, [f"a.csv:{i}" for i in range(9)], tmp_path / f"{name}.parquet")
+        r = run("prune", scored, "--keep", "s > 0", "--source", src, "-o", out)
+        assert r.exit_code == 0, r.stderr
+    outs = (tmp_path / "kept.csv").read_bytes(), s3.get("out/kept.csv")
+    assert outs[0] == outs[1] and outs[0].startswith(b"\xef\xbb\xbfn,text\r\n") and b'"line one\r\nline' in outs[0]
+    scored = scored_for(s3.url("data"), _ids(s3.url("data")), tmp_path / "dir.parquet")
+    assert_fails(["prune", scored, "--keep", "s > 0", "--source", s3.url("data"), "-o", s3.url("out/dir")],
+                 "-o " + s3.url("out/dir"), "folder outputs on object storage are not supported")
+    assert not any(k.startswith("out/dir") for k in s3.keys())

@@ -102,11 +102,18 @@ def _s3(endpoint: str, region: str, key: str, secret: str, token: str) -> pafs.S
         kw.update(endpoint_override=u.netloc, scheme=u.scheme)
     if region:
         kw["region"] = region
-    elif not endpoint:
-        kw["region"] = "us-east-1"  # without it pyarrow asks AWS for each bucket's region
     if key and secret:
         kw.update(access_key=key, secret_key=secret, session_token=token or None)
     return pafs.S3FileSystem(**kw)
+
+
+@lru_cache(maxsize=64)
+def _bucket_region(bucket: str) -> str:
+    """AWS itself, no region given: the bucket's own (a request to another region is refused)."""
+    try:
+        return pafs.resolve_s3_region(bucket)
+    except (OSError, ValueError):
+        return "us-east-1"  # the request that follows fails with an error naming the URI
 
 
 @lru_cache(maxsize=64)
@@ -119,11 +126,38 @@ def _reason(e: Exception) -> str:
     if "NO_SUCH_BUCKET" in msg or "NoSuchBucket" in msg:
         return "the bucket does not exist; create it or check the URI"
     if any(k in msg for k in ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH",
-                              "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403")):
+                              "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "response code: 403")):
         return "access denied; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
     if "NETWORK_CONNECTION" in msg or "curlCode" in msg or "Could not connect" in msg or "resolve host" in msg:
         return "cannot reach the storage endpoint; check AWS_ENDPOINT_URL / AWS_REGION and the network"
     return f"storage error ({msg[:300]})"
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """``glob.glob(..., recursive=True)`` rules on a key: ``*`` and ``?`` stay within one
+    level, ``**/`` spans any number of levels (none too), ``[...]`` is a character class."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            j = pattern.index("]", i + 2)
+            out.append(fnmatch.translate(pattern[i:j + 1])[4:-3])  # fnmatch's class, unwrapped
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.S)
 
 
 class RemotePath:
@@ -232,7 +266,10 @@ class RemotePath:
     def _fs(self) -> tuple[pafs.FileSystem, str]:
         try:
             if self.scheme == "s3":
-                return _s3(*_s3_options()), self._rest
+                endpoint, region, *creds = _s3_options()
+                if not endpoint and not region:
+                    region = _bucket_region(self.bucket)
+                return _s3(endpoint, region, *creds), self._rest
             fs, _ = _from_uri(f"{self.scheme}://{self.bucket}")
             return fs, self._rest
         except (OSError, ValueError, TypeError) as e:
@@ -286,7 +323,7 @@ class RemotePath:
 
     def glob(self, pattern: str) -> list["RemotePath"]:
         """Objects under this prefix whose path relative to it matches ``pattern`` (fnmatch; ``**`` too)."""
-        rx = re.compile(fnmatch.translate(pattern).replace(".*", "[^/]*").replace("[^/]*[^/]*", ".*"))
+        rx = _glob_regex(pattern)
         return [f for f in self.files() if rx.match(f.relative_to(self).as_posix())]
 
     def input_file(self):
