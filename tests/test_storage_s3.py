@@ -266,3 +266,30 @@ def test_prefix_glob_and_csv_sources_on_s3_read_as_their_local_copies(tmp_path, 
     assert_fails(["prune", scored, "--keep", "s > 0", "--source", s3.url("data"), "-o", s3.url("out/dir")],
                  "-o " + s3.url("out/dir"), "folder outputs on object storage are not supported")
     assert not any(k.startswith("out/dir") for k in s3.keys())
+
+
+def test_gio_target_on_s3_gives_the_local_scores(tmp_path, s3):
+    X, y = clusters(30, d=4)
+    pool = write_pool(tmp_path / "pool.parquet", X, y)
+    write_pool(tmp_path / "target.parquet", X[:8], y[:8], ids=[f"t{i}" for i in range(8)])
+    s3.put("target.parquet", (tmp_path / "target.parquet").read_bytes())
+    gio = ["-m", "gio", "--budget", "5", "--device", "cpu", "--threads", "1"]
+    assert run("score", pool, "--target", tmp_path / "target.parquet", "-o", tmp_path / "l.parquet", *gio).exit_code == 0
+    r = run("score", pool, "--target", s3.url("target.parquet"), "-o", s3.url("r.parquet"), *gio)
+    assert r.exit_code == 0, r.stderr
+    local, remote = pq.read_table(tmp_path / "l.parquet"), _table(s3, "r.parquet")
+    assert remote.replace_schema_metadata().equals(local.replace_schema_metadata())
+    target = _footer(remote)["scores"]["gio_selected"]["target"]
+    assert target["path"] == s3.url("target.parquet")
+    assert target["sha256"] == hashlib.sha256((tmp_path / "target.parquet").read_bytes()).hexdigest()
+
+
+def test_refused_credentials_are_one_error_line(tmp_path, s3):
+    from moto.core.authorization import enable_iam_authentication
+
+    pool = write_pool(tmp_path / "pool.parquet", *clusters(12, d=4))
+    s3.put("pool.parquet", pool.read_bytes())
+    with enable_iam_authentication():  # the server now checks keys: "testing" is no IAM user's
+        assert_fails(["score", s3.url("pool.parquet"), "-o", tmp_path / "s.parquet", "-m", "el2n"],
+                     s3.url("pool.parquet"), "access denied", "AWS_ACCESS_KEY_ID", out=tmp_path / "s.parquet")
+        assert_fails(["score", pool, "-o", s3.url("s.parquet"), "-m", "el2n"], s3.url("s.parquet"), "access denied")
