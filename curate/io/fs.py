@@ -23,6 +23,7 @@ import io
 import os
 import re
 import secrets
+import shutil
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -80,8 +81,6 @@ def rmtree(p) -> None:
     if isinstance(p, RemotePath):
         p.rmtree()
     else:
-        import shutil
-
         shutil.rmtree(p, ignore_errors=True)
 
 
