@@ -5,11 +5,19 @@ them; pools of 10k, 50k and 200k. Both run with the reference's defaults and the
 The reference needs several seconds per selected point, so it runs only its first few picks
 (--ref-picks); curate runs the full default selection (up to 101 picks). Reported: seconds per
 selected point for each and their ratio, the overlap of the first picks, the KL after those
-picks, and peak memory. Then a 1M-candidate pool in quantised mode (curate only).
+picks, and peak memory.
+
+Memory (curate only, each run in its own process; peak RSS is VmHWM, reset after the inputs are
+in memory, so it is the selection's own plus the interpreter's): the quantised mode on a
+1M-candidate pool streamed from a Parquet file (--clusters 1000), and the knn mode (budget 50
+picks, then every candidate's gain) at two pool sizes, each next to the formula's prediction
+(``gio.quantised_memory_bytes``, ``gio_knn.memory_bytes``, plus the process's RSS before the run).
 
     python benchmarks/bench_gio.py [--ref-python /work/gio-ref-venv/bin/python] [--sizes 10000 50000 200000]
+        [--million 1000000] [--knn-sizes 200000 1000000]
 
-Without --ref-python (or if it cannot import GIO) only curate's side is measured.
+Without --ref-python (or if it cannot import GIO) only curate's side is measured. --sizes 0,
+--million 0 or --knn-sizes 0 skip a part.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import datetime
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -50,6 +59,98 @@ print(json.dumps({{"order": order.tolist(), "kl": prov["kl_trajectory"][1:], "se
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+MEMORY_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, {here!r})
+import faiss, numpy as np, pyarrow.parquet  # loaded before the baseline is read
+from _gio_problems import clustered
+from curate.scores.gio import GioConfig, quantised_memory_bytes, score_gio
+from curate.scores.gio_knn import memory_bytes
+
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+
+spec = {spec!r}
+base = status("VmRSS")
+if spec["mode"] == "quantised":
+    pool, target = spec["pool"], np.load(spec["target"])
+    predicted = quantised_memory_bytes(spec["n"], spec["clusters"], spec["d"])
+    cfg = GioConfig(clusters=spec["clusters"])
+else:
+    pool, target, _, _ = clustered(**spec["problem"])
+    predicted = memory_bytes(spec["n"], len(target), spec["d"])
+    cfg = GioConfig(budget=spec["budget"])
+open("/proc/self/clear_refs", "w").write("5")  # peak RSS from here on
+t0 = time.perf_counter()
+cols, prov = score_gio(pool, target, cfg)
+print(json.dumps({{"seconds": time.perf_counter() - t0, "peak": status("VmHWM"), "base": base, "predicted": predicted,
+                  "selected": int(cols["gio_selected"].sum()), "stop": prov["stop_reason"],
+                  "evaluation": prov.get("evaluation"), "quantised": prov.get("quantised")}}))
+"""
+
+
+def memory_run(spec: dict) -> dict:
+    code = MEMORY_CHILD.format(here=str(HERE), spec=spec)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"memory run {spec['mode']} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_pool(path: Path, problem: dict) -> Path:
+    """The problem's pool as a Parquet file (id, embedding), written block by block; returns the target's .npy."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from _gio_problems import clustered
+    from curate.io.parquet import embedding_column
+
+    writer, start = None, 0
+
+    def sink(block):
+        nonlocal writer, start
+        table = pa.table({"id": pa.array([f"p{i}" for i in range(start, start + len(block))]),
+                          "embedding": embedding_column(block)})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        start += len(block)
+
+    _, target, _, _ = clustered(**problem, sink=sink)
+    writer.close()
+    np.save(path.with_suffix(".target.npy"), target)
+    return path.with_suffix(".target.npy")
+
+
+def memory_part(args) -> str:
+    gb = 1024 ** 3
+    lines = ["| mode | candidates | peak RSS (GiB) | predicted: formula + RSS before (GiB) | RSS before the run (GiB) | wall (s) | selected |",
+             "|---|---|---|---|---|---|---|"]
+
+    def row(label, n, r):
+        lines.append(f"| {label} | {n:,} | {r['peak'] / gb:.2f} | {(r['predicted'] + r['base']) / gb:.2f} | "
+                     f"{r['base'] / gb:.2f} | {r['seconds']:.0f} | {r['selected']:,} |")
+        print(json.dumps({"mode": label, "n": n, **r}), file=sys.stderr)
+
+    if args.million:
+        problem = dict(n_pool=args.million, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            pool = Path(tmp) / "pool.parquet"
+            target = write_pool(pool, problem)
+            r = memory_run({"mode": "quantised", "pool": str(pool), "target": str(target), "n": args.million,
+                            "clusters": args.clusters, "d": 384})
+        row(f"quantised, --clusters {args.clusters}, pool streamed from Parquet", args.million, r)
+    for n in [n for n in args.knn_sizes if n]:
+        problem = dict(n_pool=n, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
+        r = memory_run({"mode": "knn", "problem": problem, "n": n, "d": 384, "budget": args.knn_budget})
+        row(f"knn, budget {args.knn_budget}, {r['evaluation']}, pool in memory", n, r)
+    return "\n".join(lines)
+
+
 def ref_run(python: str, problem: dict, picks: int) -> dict | None:
     arg = json.dumps({"problem": problem, "seed": 0, "max_iter": picks - 1})
     out = subprocess.run([python, str(HERE / "_gio_reference_run.py"), arg], capture_output=True, text=True)
@@ -66,12 +167,15 @@ def main() -> None:
     ap.add_argument("--ref-picks", type=int, default=3)
     ap.add_argument("--million", type=int, default=1_000_000, help="pool size of the quantised run (0 to skip)")
     ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--knn-sizes", type=int, nargs="+", default=[200_000, 1_000_000], help="pool sizes of the knn memory runs")
+    ap.add_argument("--knn-budget", type=int, default=50)
+    ap.add_argument("--workdir", default=None, help="where the quantised run's Parquet pool is written (1.6 GB at 1M)")
     args = ap.parse_args()
     have_ref = Path(args.ref_python).exists()
     rows = []
-    for n in args.sizes:
+    for n in [n for n in args.sizes if n]:
         problem = dict(n_pool=n, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
-        cur = curate_run(problem, GioConfig())
+        cur = curate_run(problem, GioConfig(estimator="reference"))  # the default is knn since 2026-11-22
         ref = ref_run(args.ref_python, problem, args.ref_picks) if have_ref else None
         row = {"pool": n, "curate_picks": len(cur["order"]), "curate_s_per_pick": cur["seconds"] / max(1, len(cur["order"])),
                "curate_mb": cur["peak_rss_mb"], "stop": cur["stop"]}
@@ -93,19 +197,21 @@ def main() -> None:
                          f"{r['kl_curate']:.4f} / {r['kl_ref']:.4f} | {r['curate_mb']:.0f} / {r['ref_mb']:.0f} |")
         else:
             lines.append(f"| {r['pool']:,} | {r['curate_picks']} | {r['curate_s_per_pick']:.4f} | not run | | | | {r['curate_mb']:.0f} / |")
-    text = "\n".join(lines)
-    if args.million:
-        problem = dict(n_pool=args.million, n_target=2000, d=384, clusters=50, target_modes=4, spread=0.6, seed=0)
-        q = curate_run(problem, GioConfig(clusters=args.clusters))
-        text += (f"\n\nQuantised mode, {args.million:,} candidates, --clusters {args.clusters}: {q['seconds']:.0f} s in all "
-                 f"(k-means of pool and target included), {q['quantised']['centroids_selected']} centroids -> "
-                 f"{q['quantised']['examples_selected']:,} examples selected, stop: {q['stop']}, peak {q['peak_rss_mb']:.0f} MB.")
-    print(text)
-    (HERE / "results" / "bench_gio.md").write_text(
-        f"# GIO: curate vs grad-info-opt 0.1.2\n\n{datetime.date.today()}, `python benchmarks/bench_gio.py`, 2 CPU cores, "
-        "target 2,000 points, d = 384, reference defaults, seed 0. The reference's seconds per pick are over its first "
-        f"{args.ref_picks} picks (the first includes its 150-step warm-up round and JAX compilation); curate's over its whole run.\n\n" + text + "\n")
-
+    command = "python benchmarks/bench_gio.py " + " ".join(sys.argv[1:])
+    if rows:
+        text = "\n".join(lines)
+        print(text)
+        (HERE / "results" / "bench_gio.md").write_text(
+            f"# GIO: curate vs grad-info-opt 0.1.2\n\n{datetime.date.today()}, `{command.strip()}`, 2 CPU cores, "
+            "target 2,000 points, d = 384, reference defaults, seed 0. The reference's seconds per pick are over its first "
+            f"{args.ref_picks} picks (the first includes its 150-step warm-up round and JAX compilation); curate's over its whole run.\n\n" + text + "\n")
+    if args.million or any(args.knn_sizes):
+        text = memory_part(args)
+        print(text)
+        (HERE / "results" / "bench_gio_memory.md").write_text(
+            f"# GIO memory\n\n{datetime.date.today()}, `{command.strip()}`, 2 CPU cores, target 2,000 points, d = 384, seed 0. "
+            "Peak RSS: VmHWM of a fresh process, reset once the inputs are in memory (the knn mode's pool, 4 n d bytes, "
+            "is counted in both the peak and the formula).\n\n" + text + "\n")
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ import torch
 from curate.checks import int_in
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
+from curate.io.fs import as_path
 from curate.io.parquet import WRITE_OPTIONS, compact_scores, open_parquet, read_embeddings, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import HeadSpec
@@ -118,7 +119,7 @@ def context(pool: Path, cfg: ScoreConfig, runtime: Runtime, in_place: bool) -> S
 def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig(), overwrite: bool = False,
           runtime: Runtime = CPU) -> dict[str, Any]:
     """Score POOL with ``cfg.methods`` on ``runtime`` and write POOL's columns plus the score columns to OUTPUT."""
-    pool, output = Path(pool), Path(output)
+    pool, output = as_path(pool), as_path(output)
     in_place = pool.resolve() == output.resolve() if output.exists() else False
     # In place (-o POOL --overwrite) is allowed: POOL is then a curate file, replaced atomically.
     others = tuple(p for p in (cfg.il, cfg.target, cfg.dedup.against) if p)

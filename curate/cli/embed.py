@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -22,8 +21,8 @@ def _human(s: dict) -> str:
 @app.command("embed")
 @handle_errors
 def embed_cmd(
-    input: str = typer.Argument(..., metavar="INPUT", help="CSV/JSONL/Parquet file, directory or glob; or an image folder root/<class>/<image>."),
-    output: Path = typer.Option(..., "-o", "--output", metavar="FILE", help="Output Parquet file."),
+    input: str = typer.Argument(..., metavar="INPUT", help="CSV/JSONL/Parquet file, directory or glob (or an s3:// URI to one); or an image folder root/<class>/<image>."),
+    output: str = typer.Option(..., "-o", "--output", metavar="FILE", help="Output Parquet file (a path or an s3:// URI)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", metavar="COLUMN", help="Column holding the text to embed (an empty or null text is an error)."),
     image_column: Optional[str] = typer.Option(None, "--image-column", metavar="COLUMN", help="Column holding image paths, relative to the table's directory."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Let --image-column paths be absolute or leave the table's directory (only for tables you trust)."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -53,8 +52,8 @@ def _float(flag: str, text: str | None) -> float | None:
 @app.command("prune")
 @handle_errors
 def prune_cmd(
-    scored: Path = typer.Argument(..., metavar="SCORED", help="Parquet from `curate score`."),
-    output: Path = typer.Option(..., "-o", "--output", metavar="OUT", help="Output: Parquet of kept rows, or with --source a file/folder in the source's format."),
+    scored: str = typer.Argument(..., metavar="SCORED", help="Parquet from `curate score` (a path or an s3:// URI)."),
+    output: str = typer.Option(..., "-o", "--output", metavar="OUT", help="Output: Parquet of kept rows, or with --source a file/folder in the source's format."),
     keep: List[str] = typer.Option([], "--keep", "-k", metavar="COND", help="Condition every kept row satisfies: 'COL > 0', 'COL in [q0.1, q0.9]', 'COL == null' (repeatable)."),
     per_class: bool = typer.Option(False, "--per-class", help="Resolve quantile bounds within each class."),
     keep_null: bool = typer.Option(False, "--keep-null", help="Rows with a null score satisfy conditions on it."),
@@ -66,9 +65,9 @@ def prune_cmd(
     random: bool = typer.Option(False, "--random", help="Baseline: keep a uniform random subset of the same size."),
     seed: str = typer.Option("0", "--seed", metavar="S", help="Seed of --random (integer, 0 to 2^32-1)."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Write an empty result instead of failing when no row is kept."),
-    source: Optional[Path] = typer.Option(None, "--source", metavar="INPUT", help="The input given to `curate embed` (a table file, a folder or glob of tables, or an image folder); its kept records are written to -o (a folder for folders and globs). Must be unchanged since embedding."),
+    source: Optional[str] = typer.Option(None, "--source", metavar="INPUT", help="The input given to `curate embed` (a table file, a folder or glob of tables, or an image folder); its kept records are written to -o (a folder for folders and globs). Must be unchanged since embedding."),
     copy: bool = typer.Option(False, "--copy", help="Image folders: copy files instead of symlinking."),
-    dropped: Optional[Path] = typer.Option(None, "--dropped", metavar="FILE", help="Also write removed ids and the condition that removed each (.parquet, .jsonl, else CSV); committed together with -o."),
+    dropped: Optional[str] = typer.Option(None, "--dropped", metavar="FILE", help="Also write removed ids and the condition that removed each (.parquet, .jsonl, else CSV); committed together with -o."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:

@@ -47,12 +47,12 @@ def _human(s: dict) -> str:
 @app.command("score")
 @handle_errors
 def score_cmd(
-    pool: Path = typer.Argument(..., help="Parquet from `curate embed` (id, label, embedding)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output Parquet (the pool's columns plus score columns)."),
+    pool: str = typer.Argument(..., metavar="POOL", help="Parquet from `curate embed` (id, label, embedding); a path or an s3:// URI."),
+    output: str = typer.Option(..., "-o", "--output", metavar="PATH", help="Output Parquet (the pool's columns plus score columns); a path or an s3:// URI."),
     method: List[MethodName] = typer.Option(..., "--method", "-m", help=f"Repeatable. {_METHOD_HELP}."),
     il: Optional[Path] = typer.Option(None, "--il", help="IL model for rho: a `curate il train` directory, a cross-fit directory, or a TorchScript file."),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow a TorchScript --il file (it runs code from the file)."),
-    target: Optional[Path] = typer.Option(None, "--target", help="GIO: Parquet of target-set embeddings."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="PATH", help="GIO: Parquet of target-set embeddings."),
     seeds: int = typer.Option(_S.seeds, "--seeds", "-K", help="Independently initialised heads to average over, 1..1000 (paper: 10)."),
     epochs: int = typer.Option(_T.epochs, "--epochs", "-t", help="Epochs of training on the pool before scoring, 0..100000 (early, as the paper)."),
     arch: Arch = typer.Option(_H.arch, "--arch", help="Snapshot head."),

@@ -14,7 +14,6 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from curate.embed.shard import ShardTask, get_encoder, run_shard
 from curate.errors import InputError
 from curate.runtime import Runtime
 from curate.io.atomic import atomic_path, check_output
+from curate.io.fs import as_path, open_input, rmtree
 from curate.io.parquet import WRITE_OPTIONS, with_provenance
 from curate.io.provenance import base_record, config_hash
 from curate.io.sources import ID, ImageFolderSource, Source, TableSource, open_source
@@ -94,7 +94,7 @@ def _scan(source: Source, cfg: EmbedConfig, columns: list[str]) -> tuple[int, ..
 
 def _parquet_rows(path: Path) -> int:
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.ParquetFile(open_input(path)).metadata.num_rows
     except Exception as e:
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
 
@@ -144,7 +144,7 @@ class _Manifest:
             progress.warn(f"{self.parts}: configuration or inputs changed since the interrupted run; starting clean")
         elif self.parts.exists():
             progress.warn(f"{self.parts}: no manifest in leftover parts directory; starting clean")
-        shutil.rmtree(self.parts, ignore_errors=True)
+        rmtree(self.parts)
         self.parts.mkdir(parents=True)
         self.save()
         return 0
@@ -179,7 +179,7 @@ def embed(input: str | Path, output: str | Path, config: EmbedConfig = EmbedConf
 
 def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite: bool,
            executor: Executor | None) -> dict[str, Any]:
-    output = Path(output)
+    output = as_path(output)
     check_output(output, overwrite, inputs=(input,))
     source = open_source(input)
     modality, columns = _validate(source, config)
@@ -225,7 +225,7 @@ def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite
                         bar.advance(result["rows"])
     except InputError:
         # Bad input will not resume into anything useful: leave no parts behind.
-        shutil.rmtree(parts, ignore_errors=True)
+        rmtree(parts)
         raise
 
     finished = [manifest.data["finished"][k] for k in sorted(manifest.data["finished"], key=int)]
@@ -233,7 +233,7 @@ def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite
     dropped = sum(f.get("dropped", 0) for f in finished)
     n_out = n_rows - len(skipped) - dropped
     if n_out == 0:
-        shutil.rmtree(parts, ignore_errors=True)
+        rmtree(parts)
         why = skipped[0]["error"] if skipped else "no row has a label"
         raise InputError(f"{input}: every row was skipped ({why}); nothing to write")
     record = base_record("embed")
@@ -252,14 +252,14 @@ def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite
     with atomic_path(output) as tmp:
         writer = None
         for f in finished:
-            part = pq.read_table(parts / f["file"])
+            part = pq.read_table(open_input(parts / f["file"]))
             if part.num_rows == 0:
                 continue
             if writer is None:
                 writer = pq.ParquetWriter(tmp, with_provenance(part, record).schema, **WRITE_OPTIONS)
             writer.write_table(part.replace_schema_metadata(with_provenance(part, record).schema.metadata))
         writer.close()
-    shutil.rmtree(parts, ignore_errors=True)
+    rmtree(parts)
     return {"output": str(output), "rows": n_out, "skipped": len(skipped), "dropped_unlabelled": dropped,
             "dimension": model_info["dimension"], "model": model_info["name"], "modality": modality,
             "shards": len(finished), "resumed_shards": reused}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 from curate.embed.config import EmbedConfig
 from curate.errors import InputError
 from curate.io.atomic import atomic_path
+from curate.io.fs import as_path
 from curate.io.parquet import WRITE_OPTIONS, embedding_column
 from curate.io.sources import ID, PATH, ImageFolderSource, Source
 
@@ -141,7 +141,7 @@ def run_shard(task: ShardTask, on_batch: Callable[[int], None] | None = None) ->
         names.append(c)
     arrays.append(embedding_column(emb))
     names.append("embedding")
-    with atomic_path(Path(task.parts) / task.name) as tmp:
+    with atomic_path(as_path(task.parts) / task.name) as tmp:
         pq.write_table(pa.Table.from_arrays(arrays, names=names), tmp, **WRITE_OPTIONS)
     return {"index": task.index, "rows": task.rows, "skipped": skipped, "dropped": dropped, "file": task.name}
 

@@ -8,6 +8,12 @@ Test hook: ``CURATE_TEST_PAUSE_BEFORE_COMMIT=SECONDS`` sleeps just before each f
 ``CURATE_TEST_PAUSE_BETWEEN_RENAMES=SECONDS`` between the renames of a group (only for the output
 named ``CURATE_TEST_PAUSE_PATH`` when that is set), announcing it on stderr, so that tests can
 send a signal at the worst moment. Unset in normal use.
+
+Object stores (``s3://...``, see :mod:`curate.io.fs`) have no rename: an output is written to a
+local temporary file, uploaded under ``<parent>/.curate-tmp-<NAME>/`` and copied onto NAME in
+one server-side request, so NAME is either the old object or the whole new one. The temporary
+prefix is removed on success, on failure and by the next run's :func:`check_output`. There is
+no lock there, and a group (``-o`` with ``--dropped``) is committed one object after the other.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Iterable, Iterator
 
 from curate.errors import InputError
 from curate.io import lock, owned
+from curate.io.fs import RemotePath, as_path
 
 _TMP = "curate-"
 
@@ -57,6 +64,9 @@ def clean_leftovers(path: Path) -> None:
 
     Call only while holding the output's lock: then no temporary of ``path`` can be in use.
     """
+    if isinstance(path, RemotePath):
+        path.staging().rmtree()
+        return
     j = _journal(path)
     if j.exists():
         _recover(j)
@@ -82,14 +92,16 @@ def check_output(path: str | Path, overwrite: bool, *, inputs: Iterable[str | Pa
     curate did not write it (see :mod:`curate.io.owned`); its parent is a file or not writable;
     or another curate process is writing it.
     """
-    path = Path(path)
+    path = as_path(path)
+    if isinstance(path, RemotePath):
+        return _check_remote_output(path, overwrite, inputs)
     if path.name in ("", ".", ".."):
         raise InputError(f"{path}: not a valid output name; give a file or directory name")
     target = path.resolve()
     for src in inputs:
         if src is None:
             continue
-        src_r = Path(src).resolve()
+        src_r = as_path(src).resolve()
         if _inside(src_r, target):
             raise InputError(f"{path}: output is the input {src}; choose another output path")
     parent = path.parent
@@ -117,17 +129,39 @@ def check_output(path: str | Path, overwrite: bool, *, inputs: Iterable[str | Pa
     return path
 
 
+def _check_remote_output(path: RemotePath, overwrite: bool, inputs) -> RemotePath:
+    """:func:`check_output` for an object: same refusals, no lock (see the module docstring)."""
+    if not path.key or path.name in (".", ".."):
+        raise InputError(f"{path}: not a valid output name; give an object key such as s3://bucket/dir/out.parquet")
+    for src in inputs:
+        if src is not None and _inside(as_path(src), path):
+            raise InputError(f"{path}: output is the input {src}; choose another output path")
+    if not path.bucket_exists():
+        raise InputError(f"{path}: the bucket {path.bucket!r} does not exist (or is not visible with these "
+                         "credentials); create it or check the URI")
+    if path.exists():
+        if not overwrite:
+            raise InputError(f"{path}: output already exists; pass --overwrite to replace it")
+        if not owned.is_ours(path):
+            raise InputError(
+                f"{path}: exists and was not written by curate (or was changed since); "
+                "--overwrite only replaces curate's own outputs: remove it yourself or choose another path"
+            )
+    clean_leftovers(path)
+    return path
+
+
 def check_distinct(*paths: str | Path | None) -> None:
     """Two outputs of one command must not be the same path (symlinks resolved)."""
-    seen: dict[Path, Path] = {}
+    seen: dict = {}
     for p in paths:
         if p is None:
             continue
-        r = Path(p).resolve()
+        r = as_path(p).resolve()
         for other_r, other in seen.items():
             if _inside(r, other_r) or _inside(other_r, r):
                 raise InputError(f"{p}: same output path as {other}; give each output its own path")
-        seen[r] = Path(p)
+        seen[r] = p
 
 
 def _umask() -> int:
@@ -162,8 +196,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``path``, else remove it.
 
     The temporary file sits in the same directory so the final rename is atomic on POSIX.
+    For an object (:class:`RemotePath`) it is a local file, uploaded as the module docstring says.
     """
-    path = Path(path)
+    path = as_path(path)
+    if isinstance(path, RemotePath):
+        with _remote_atomic_path(path) as tmp:
+            yield tmp
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP}", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -182,7 +221,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Like :func:`atomic_path` for a directory: build it aside, then swap it in."""
-    path = Path(path)
+    path = as_path(path)
+    if isinstance(path, RemotePath):
+        raise InputError(f"{path}: folder outputs on object storage are not supported; write the folder locally and copy it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TMP}", suffix=".tmp", dir=path.parent))
     try:
@@ -206,8 +247,12 @@ def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
     A run killed in between is undone by the next :func:`check_output` on any of the outputs
     (the outputs are then as before the command), unless every rename had happened (then kept).
     """
-    finals = [Path(p) for p in paths]
+    finals = [as_path(p) for p in paths]
     check_distinct(*finals)
+    if any(isinstance(p, RemotePath) for p in finals):
+        with _remote_group(finals) as tmps:
+            yield tmps
+        return
     pairs = []
     for p in finals:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -278,3 +323,64 @@ def _recover(journal: Path) -> None:
         _journal(Path(e["final"])).unlink(missing_ok=True)
     for f in taken:
         lock.release(f)
+
+
+def _clean_staging(path: RemotePath) -> None:
+    # Best effort while unwinding: the next run's check_output removes what is left, and an
+    # unreachable store must not hide the error that got us here.
+    with contextlib.suppress(InputError, OSError):
+        path.staging().rmtree()
+
+
+def _commit_remote(tmp: Path, path: RemotePath) -> None:
+    """Upload the local file ``tmp`` onto ``path`` (whole or not at all) and record it as curate's."""
+    if tmp.is_dir():
+        raise InputError(f"{path}: folder outputs on object storage are not supported; write the folder locally and copy it")
+    _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", path)
+    owned.record_pending(path, tmp)
+    path.upload(tmp)
+    owned.record_done(path, staged=tmp)
+
+
+@contextlib.contextmanager
+def _remote_atomic_path(path: RemotePath) -> Iterator[Path]:
+    stage = Path(tempfile.mkdtemp(prefix="curate-upload-"))
+    try:
+        tmp = stage / path.name
+        yield tmp
+        _commit_remote(tmp, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        _clean_staging(path)
+
+
+@contextlib.contextmanager
+def _remote_group(finals: list) -> Iterator[list[Path]]:
+    """:func:`atomic_group` when some outputs are objects: each is committed whole, one after the other."""
+    stage = Path(tempfile.mkdtemp(prefix="curate-upload-"))
+    tmps = []
+    for i, p in enumerate(finals):
+        if isinstance(p, RemotePath):
+            tmps.append(stage / f"{i}-{p.name}")
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            t = Path(tempfile.mkdtemp(prefix=f".{p.name}.{_TMP}", suffix=".tmp", dir=p.parent))
+            os.rmdir(t)
+            tmps.append(t)
+    try:
+        yield tmps
+        for t, p in zip(tmps, finals):
+            if not (t.exists() or t.is_symlink()):
+                continue
+            if isinstance(p, RemotePath):
+                _commit_remote(t, p)
+            else:
+                os.chmod(t, (0o777 if t.is_dir() else 0o666) & ~_umask())
+                _swap_in(t, p)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        for t, p in zip(tmps, finals):
+            if isinstance(p, RemotePath):
+                _clean_staging(p)
+            else:
+                _remove(t)

@@ -3,6 +3,10 @@
 The lock is ``fcntl.flock`` on ``.NAME.lock`` beside the output; it is held from the output
 check until the output is committed (or the process ends) and the lock file is then removed.
 A lock file left by a killed run holds no lock and is simply reused.
+
+Object stores (``s3://``) have no lock: S3 offers no advisory lock a reader would honour, so
+:func:`acquire` does nothing there. Two runs writing one object each commit a whole object;
+the last to finish wins (see README, "Object storage").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 from pathlib import Path
 
 from curate.errors import InputError
+from curate.io.fs import is_uri
 
 _held: dict[Path, tuple[int, Path]] = {}
 
@@ -24,6 +29,8 @@ def lock_path(path: Path) -> Path:
 
 def acquire(path: Path) -> None:
     """Lock output ``path`` for this process (re-entrant); InputError if another process holds it."""
+    if is_uri(path):
+        return
     key = path.resolve()
     if key in _held:
         return
@@ -59,11 +66,15 @@ def acquire(path: Path) -> None:
 
 def held(path: Path) -> bool:
     """Whether this process holds the lock of output ``path``."""
+    if is_uri(path):
+        return True  # nothing to take: see the module docstring
     return Path(path).resolve() in _held
 
 
 def release(path: Path) -> None:
     """Unlock and remove the lock file of ``path`` if this process holds it."""
+    if is_uri(path):
+        return
     item = _held.pop(Path(path).resolve(), None)
     if item is None:
         return

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.atomic import atomic_path
+from curate.io.fs import as_path, missing, open_input
 from curate.io.provenance import METADATA_KEY
 
 # Fixed writer settings: the same table must always give the same bytes.
@@ -30,10 +31,10 @@ def with_provenance(table: pa.Table, record: dict[str, Any]) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: str | Path, record: dict[str, Any] | None = None) -> Path:
-    """Write ``table`` atomically (temp file + rename), with provenance if given."""
+    """Write ``table`` atomically (temp file + rename), with provenance if given; ``path`` may be a URI."""
     if record is not None:
         table = with_provenance(table, record)
-    path = Path(path)
+    path = as_path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **WRITE_OPTIONS)
     return path
@@ -74,14 +75,14 @@ def compact_scores(scores: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_parquet(path: str | Path) -> pq.ParquetFile:
-    """Open a Parquet file, turning a missing or corrupt file into a one-line InputError."""
-    p = Path(path)
+    """Open a Parquet file (a path or a URI), turning a missing or corrupt file into a one-line InputError."""
+    p = as_path(path)
     if not p.exists():
-        raise InputError(f"{p}: no such file")
+        raise InputError(f"{p}: {missing(p, 'no such file')}")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected a Parquet file")
     try:
-        return pq.ParquetFile(p)
+        return pq.ParquetFile(open_input(p))
     except Exception as e:  # pyarrow raises several types for a damaged footer
         raise InputError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
 

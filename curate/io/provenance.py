@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import curate
+from curate.io.fs import as_path
 
 METADATA_KEY = b"curate"
 
@@ -16,15 +17,15 @@ METADATA_KEY = b"curate"
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Content hash of a file, streamed so memory stays flat for large files."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
-    """Path, size and content hash of one input file."""
-    p = Path(path)
+    """Path (a URI as given), size and content hash of one input file."""
+    p = as_path(path)
     return {"path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)}
 
 

@@ -12,6 +12,11 @@ Ids from ``--id-column`` are strings as written: a CSV id is read as text, never
 (``007`` stays ``007``); a JSON string id is used as is and a JSON integer id becomes its decimal
 text (``7`` -> ``"7"``); other JSON types (floats, booleans, objects) are refused. A null or empty
 id is an error naming the file and row.
+
+INPUT may be a URI (``s3://bucket/dir/train.jsonl``, a prefix, or a glob on the key): files are
+then :class:`curate.io.fs.RemotePath` objects and ids are relative to the prefix exactly as for a
+local folder, so the same layout gives the same ids. Image folders and image-path columns are
+local only.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
+from curate.io.fs import RemotePath, as_path, is_uri, missing, open_input
 from curate.io.provenance import file_sha256
 
 TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -53,7 +59,7 @@ def check_utf8(path: Path, chunk: int = 1 << 20) -> None:
 
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         while True:
             block = f.read(chunk)
             try:
@@ -76,14 +82,14 @@ def read_batches(path: Path, fmt: str, columns: list[str] | None = None, batch_r
     """
     try:
         if fmt == "parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+            yield from pq.ParquetFile(open_input(path)).iter_batches(batch_size=batch_rows, columns=columns)
             return
         if fmt == "csv":
             convert = pa_csv.ConvertOptions(include_columns=columns,
                                             column_types={c: pa.string() for c in text_columns})
-            reader = pa_csv.open_csv(path, convert_options=convert)
+            reader = pa_csv.open_csv(open_input(path), convert_options=convert)
         else:
-            reader = pa_json.open_json(path)
+            reader = pa_json.open_json(open_input(path))
         for batch in reader:
             if columns is not None and fmt == "jsonl":
                 batch = batch.select(columns)
@@ -106,14 +112,14 @@ def table_schema(path: Path, fmt: str) -> pa.Schema:
     """The schema of a table file, read from its footer or first block."""
     if fmt == "parquet":
         try:
-            return pq.ParquetFile(path).schema_arrow
+            return pq.ParquetFile(open_input(path)).schema_arrow
         except Exception as e:
             raise InputError(f"{path}: not a readable Parquet file ({e})") from None
     try:
         # The reader knows the header before any row: a header-only CSV still has its columns.
         if fmt == "csv":
-            return pa_csv.open_csv(path).schema
-        return pa_json.open_json(path).schema
+            return pa_csv.open_csv(open_input(path)).schema
+        return pa_json.open_json(open_input(path)).schema
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
         raise _read_error(path, fmt, e) from None
 
@@ -199,6 +205,9 @@ class TableSource:
     def _image_path(self, f: Path, row: int, value, column: str, allow_outside: bool) -> str | None:
         if value is None:
             return None
+        if isinstance(f, RemotePath):
+            raise InputError(f"{f}: --image-column reads images from a local disk; copy the table and its images "
+                             "locally (image tables on object storage are not supported)")
         base = f.parent.resolve()
         path = (base / value).resolve()
         if not allow_outside and (Path(value).is_absolute() or not path.is_relative_to(base)):
@@ -261,8 +270,10 @@ def _image_folder(root: Path) -> ImageFolderSource | None:
 
 
 def open_source(spec: str | Path) -> Source:
-    """Resolve INPUT (a table file, a directory of tables or images, or a glob) to a source."""
+    """Resolve INPUT (a table file, a directory of tables or images, or a glob; a path or a URI) to a source."""
     spec = str(spec)
+    if is_uri(spec):
+        return _remote_source(spec)
     if any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in _glob.glob(spec, recursive=True) if Path(p).is_file())
         if not files:
@@ -301,3 +312,47 @@ def _common_dir(files: list[Path]) -> str:
     import os
 
     return os.path.commonpath([str(f.resolve().parent) for f in files])
+
+
+def _remote_source(spec: str) -> TableSource:
+    """:func:`open_source` for a URI: an object, a prefix of table objects, or a glob on the key."""
+    key = spec.split("://", 1)[1]
+    wild = next((i for i, ch in enumerate(key) if ch in "*?["), None)
+    if wild is not None:
+        cut = key.rfind("/", 0, wild)
+        if cut < 0:
+            raise InputError(f"{spec}: a pattern may not cover the bucket name; put the wildcards in the key")
+        base = as_path(spec[:len(spec) - len(key) + cut])
+        files = base.glob(key[cut + 1:])
+        if not files:
+            raise InputError(f"{spec}: the pattern matches no object")
+        root = _common_prefix(files)
+    else:
+        path = as_path(spec)
+        if path.is_file():
+            files, root = [path], path.parent
+        elif path.is_dir():
+            files = [f for f in path.files() if f.suffix.lower() in TABLE_FORMATS]
+            if not files:
+                raise InputError(f"{path}: holds no .csv/.jsonl/.parquet objects (image folders on object storage "
+                                 "are not supported; copy them locally)")
+            root = path
+        else:
+            raise InputError(f"{path}: {missing(path)}")
+    fmts = {table_format(f) for f in files}
+    if len(fmts) > 1:
+        raise InputError(f"{spec}: mixes table formats ({', '.join(sorted(fmts))}); pass one format at a time")
+    fmt = fmts.pop()
+    for f in files:
+        if f.stat().st_size == 0:
+            raise InputError(f"{f}: file is empty")
+        if fmt != "parquet":
+            check_utf8(f)
+    return TableSource(files=tuple(files), root=root, fmt=fmt)
+
+
+def _common_prefix(files: list[RemotePath]) -> RemotePath:
+    root = files[0].parent
+    while not all(f.is_relative_to(root) for f in files):
+        root = root.parent
+    return root

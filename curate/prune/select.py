@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.atomic import atomic_group, check_distinct, check_output
+from curate.io.fs import as_path, is_uri
 from curate.io.parquet import WRITE_OPTIONS, open_parquet, read_provenance, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.prune.conditions import Bound, Condition, parse_condition
@@ -287,22 +288,25 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     """
     from curate.prune import writers
 
-    scored, output = Path(scored), Path(output)
-    dropped = Path(dropped) if dropped is not None else None
+    scored, output = as_path(scored), as_path(output)
+    dropped = as_path(dropped) if dropped is not None else None
     validate_options(cfg)
-    check_paths(scored, output, dropped, Path(source) if source is not None else None, overwrite)
+    check_paths(scored, output, dropped, as_path(source) if source is not None else None, overwrite)
     pf, df = score_frame(scored)
     prov = read_provenance(scored)
     src = None
     if source is not None:
-        src = check_source(Path(source), prov, scored)
-        single = Path(source).is_file()
-        if single and output.suffix.lower() != Path(source).suffix.lower():
-            raise InputError(f"-o {output}: --source is {src.fmt.upper()}, so the output must end in {Path(source).suffix}")
+        src = check_source(as_path(source), prov, scored)
+        single = as_path(source).is_file()
+        if single and output.suffix.lower() != as_path(source).suffix.lower():
+            raise InputError(f"-o {output}: --source is {src.fmt.upper()}, so the output must end in {as_path(source).suffix}")
         if not single and output.suffix.lower() in (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
-            raise InputError(f"-o {output}: --source {source} is a {'folder' if Path(source).is_dir() else 'pattern'}, "
+            raise InputError(f"-o {output}: --source {source} is a {'folder' if as_path(source).is_dir() else 'pattern'}, "
                              "so the output is a folder; name one without a file suffix")
-    dir_out = src is not None and not Path(source).is_file()
+    dir_out = src is not None and not as_path(source).is_file()
+    if dir_out and is_uri(output):
+        raise InputError(f"-o {output}: folder outputs on object storage are not supported; "
+                         "write the folder locally and copy it")
     if dir_out and output.is_file():
         raise InputError(f"-o {output}: is a file, but the output of this --source is a folder; name a folder")
     if not dir_out and output.is_dir():

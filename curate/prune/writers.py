@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
+from curate.io.fs import open_input
 from curate.io.sources import ImageFolderSource, TableSource
 
 BOM = b"\xef\xbb\xbf"
@@ -35,7 +36,7 @@ def _ids(source: TableSource, f: Path, id_col: str | None) -> Iterator[pa.Array]
 
 def _raw_jsonl(path: Path) -> tuple[bytes, Iterator[bytes]]:
     def records():
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             first = True
             for line in fh:
                 if first and line.startswith(BOM):
@@ -44,16 +45,16 @@ def _raw_jsonl(path: Path) -> tuple[bytes, Iterator[bytes]]:
                 if line.strip():  # pyarrow's JSON reader skips blank lines too
                     yield line if line.endswith(b"\n") else line + b"\n"
 
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         head = BOM if fh.read(3) == BOM else b""
     return head, records()
 
 
 def _raw_csv(path: Path) -> tuple[bytes, Iterator[bytes]]:
     """The header's raw bytes (BOM included), and the raw bytes of every non-blank record."""
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         bom = fh.read(3) == BOM
-    f = open(path, newline="", encoding="utf-8-sig")
+    f = path.open(newline="", encoding="utf-8-sig")
     buf: list[str] = []
 
     def lines():
@@ -87,7 +88,7 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
     """Write the kept records of table file ``f`` to ``out``; return (records in f, scored ids found)."""
     total = found = 0
     if source.fmt == "parquet":
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(open_input(f))
         writer = pq.ParquetWriter(out, pf.schema_arrow)
         try:
             id_batches = _ids(source, f, id_col)

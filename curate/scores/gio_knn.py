@@ -40,7 +40,9 @@ n_candidates * n_targets <= ``dense_limit``; beyond that it uses faiss neighbour
 target's L nearest candidates. A target whose current nu_k(i) is at most the distance to its
 L-th listed candidate is covered exactly (no unlisted candidate can be closer than nu_k(i));
 for the others, improvements by unlisted candidates are left out of the gain: the
-approximation, counted in provenance ("uncovered target-steps").
+approximation, counted in provenance ("uncovered target-steps"). The lists are built one block
+of the pool at a time (a faiss index per block, results merged), so besides the pool itself
+memory grows by 45 bytes per candidate: ``memory_bytes`` states the peak.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import math
 import numpy as np
 
 from curate.errors import InputError
-from curate.scores.gio_selection import Selection
+from curate.scores.gio_selection import BLOCK_ROWS, Selection, blocks
 
 DENSE_LIMIT = 20_000_000
 LIST_SIZE = 128
@@ -134,30 +136,48 @@ class _Evaluator:
     subtracted and re-added: O(changed targets x candidates) instead of O(targets x candidates).
     """
 
-    def __init__(self, G: np.ndarray, X: np.ndarray, dense_limit: int, list_size: int):
+    def __init__(self, G: np.ndarray, X: np.ndarray, dense_limit: int, list_size: int, block_rows: int = BLOCK_ROWS):
         self.G, self.X = G, X
         self.N, self.n = len(G), len(X)
-        self.g_sq = (G.astype(np.float64) ** 2).sum(1)
+        parts = blocks(self.N, block_rows)
+        # 4,096 rows at a time: a float64 copy of the whole pool would be 8 n d bytes.
+        self.g_sq = np.concatenate([(G[a:a + 4096].astype(np.float64) ** 2).sum(1) for a in range(0, self.N, 4096)]) if self.N else np.zeros(0)
         self.x_sq = (X * X).sum(1)
         self.dense = self.N * self.n <= dense_limit
         self.uncovered = 0
         self.total: np.ndarray | None = None
         if self.dense:
-            self.D = _dist(X, G.astype(np.float64))  # (n, N)
+            self.D = np.empty((self.n, self.N))  # (n, N)
+            for a, b in parts:
+                self.D[:, a:b] = _dist(X, G[a:b].astype(np.float64))
             self.logD = None  # filled on first use (needs eps)
         else:
-            import faiss
-
-            L = min(list_size, self.N)
-            index = faiss.IndexFlatL2(G.shape[1])
-            index.add(np.ascontiguousarray(G, dtype=np.float32))
-            _, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), L)
-            self.L = L
-            self.cj = idx.astype(np.int64)  # (n, L)
-            # Exact float64 distances for the listed pairs (faiss works in float32).
-            self.r = np.sqrt(np.maximum(self.x_sq[:, None] + self.g_sq[self.cj] - 2.0 * np.einsum(
-                "nd,nld->nl", X, G[self.cj].astype(np.float64)), 0.0))
+            self.L = min(list_size, self.N)
+            self.cj = self._lists(parts)  # (n, L)
+            # Exact float64 distances for the listed pairs (faiss works in float32), a few
+            # thousand pairs at a time: all at once is an (n, L, d) float64 temporary.
+            self.r = np.empty(self.cj.shape)
+            step = max(1, 16384 // self.L)
+            for s in range(0, self.n, step):
+                cj = self.cj[s:s + step]
+                self.r[s:s + step] = np.sqrt(np.maximum(self.x_sq[s:s + step, None] + self.g_sq[cj] - 2.0 * np.einsum(
+                    "nd,nld->nl", X[s:s + step], G[cj].astype(np.float64)), 0.0))
             self.last = self.r.max(axis=1)
+
+    def _lists(self, parts: list[tuple[int, int]]) -> np.ndarray:
+        """Each target's L nearest candidates (n, L) int64: a faiss search per block of the pool, merged."""
+        import faiss
+
+        queries = np.ascontiguousarray(self.X, dtype=np.float32)
+        heap = faiss.ResultHeap(self.n, self.L)
+        for a, b in parts:
+            index = faiss.IndexFlatL2(self.G.shape[1])
+            index.add(np.ascontiguousarray(self.G[a:b], dtype=np.float32))
+            dist, idx = index.search(queries, min(self.L, b - a))
+            heap.add_result(dist, idx + a)
+            del index
+        heap.finalize()
+        return heap.I
 
     def exclude_same(self, tol: float) -> None:
         """A candidate identical to a target point is not its neighbour (rho excludes the point itself)."""
@@ -205,11 +225,34 @@ class _Evaluator:
         return r
 
 
+def memory_bytes(n: int, m: int, d: int, L: int = LIST_SIZE, block_rows: int = BLOCK_ROWS,
+                 dense_limit: int = DENSE_LIMIT) -> int:
+    """Peak bytes of a knn-mode selection plus ``gain_alone`` over a float32 pool of n rows, target m, dimension d.
+
+    The pool itself (4 n d, held by the caller) is included; the interpreter and libraries are
+    not. Persistent: 45 n (squared norms, running gains and their per-step copies, the used
+    mask, the order column) and 8 m d (the target in float64). Then the larger of the
+    transient phases: building the neighbour lists, a faiss index over one block of the pool
+    (4 B d) and the per-block and merged results (40 m L, 16 m L of which stay), or the target's
+    own neighbour radii and diameter (32 m min(m, 2048)). Below ``dense_limit`` candidate-target
+    pairs the lists are replaced by the exact (m, n) distances and their logs (16 n m), built
+    one block of the pool at a time (24 m min(n, B)).
+    """
+    fixed = 4 * n * d + 45 * n + 8 * m * d
+    radii = 32 * m * min(m, 2048)
+    if n * m <= dense_limit:
+        return fixed + 16 * n * m + max(24 * m * min(n, block_rows), radii)
+    L = min(L, n)
+    block = max((b - a for a, b in blocks(n, block_rows)), default=0)
+    return fixed + 16 * m * L + max(4 * block * d + 24 * m * L, radii)
+
+
 def _setup(pool, target, config):
     G = np.asarray(pool)
     X = np.asarray(target, dtype=np.float64)
     k, eps = config.k, config.eps
-    ev = _Evaluator(G, X, getattr(config, "dense_limit", DENSE_LIMIT), getattr(config, "list_size", LIST_SIZE))
+    ev = _Evaluator(G, X, getattr(config, "dense_limit", DENSE_LIMIT), getattr(config, "list_size", LIST_SIZE),
+                    getattr(config, "block_rows", BLOCK_ROWS))
     state = KnnState(X, k, eps, target_diameter(X))
     ev.exclude_same(state.same)
     return G, X, ev, state
