@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -134,18 +134,16 @@ def embedding_array(column: pa.ChunkedArray | pa.Array, where: str = "embedding"
     return mat
 
 
-def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
-    """The ``embedding`` column of a Parquet file as a float32 (n, d) matrix, read batch by batch.
+def iter_embeddings(path: str | Path, batch_rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, float32 (b, d) block)`` of the ``embedding`` column, batch by batch.
 
-    Only the result is held in memory (never the whole Arrow column as well); each batch is
-    validated like :func:`embedding_array`, with row numbers counted over the whole file.
+    Each batch is validated like :func:`embedding_array`, with row numbers counted over the
+    whole file; every block has the first block's dimension. Memory: one batch.
     """
     pf = open_parquet(path)
     if "embedding" not in pf.schema_arrow.names:
         raise InputError(f"{path}: no 'embedding' column; produce the file with `curate embed`")
-    n = pf.metadata.num_rows
-    out: np.ndarray | None = None
-    start = 0
+    start, d = 0, None
     for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
         try:
             block = embedding_array(batch.column(0), where=f"{path}: embedding")
@@ -156,12 +154,27 @@ def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
             if m:
                 msg = msg.replace(m.group(0), f"row {start + int(m.group(1))}", 1)
             raise InputError(msg) from None
+        if d is None:
+            d = block.shape[1]
+        elif block.shape[1] != d:
+            raise InputError(f"{path}: embedding at row {start} has {block.shape[1]} dimensions, row 0 has {d}")
+        yield start, block
+        start += len(block)
+
+
+def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
+    """The ``embedding`` column of a Parquet file as a float32 (n, d) matrix, read batch by batch.
+
+    Only the result is held in memory (never the whole Arrow column as well); see
+    :func:`iter_embeddings` for the checks. ``curate.io.matrix.Embeddings`` reads it without
+    holding it at all.
+    """
+    n = open_parquet(path).metadata.num_rows
+    out: np.ndarray | None = None
+    for start, block in iter_embeddings(path, batch_rows):
         if out is None:
             out = np.empty((n, block.shape[1]), dtype=np.float32)
-        elif block.shape[1] != out.shape[1]:
-            raise InputError(f"{path}: embedding at row {start} has {block.shape[1]} dimensions, row 0 has {out.shape[1]}")
         out[start:start + len(block)] = block
-        start += len(block)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
