@@ -121,7 +121,7 @@ def context(pool: Path, cfg: ScoreConfig, runtime: Runtime, in_place: bool) -> S
     _check_ids(pool, ids)
     common = {"seed": cfg.seed, "torch_threads": torch.get_num_threads(),
               "pool": fingerprint(pool) if not in_place else None, "runtime": runtime.to_dict()}
-    return ScoreContext(pool=pool, id_array=ids, table=table, prov=read_provenance(pool),
+    return ScoreContext(pool=pool, table=table, prov=read_provenance(pool),
                         cfg=cfg, runtime=runtime, common=common)
 
 

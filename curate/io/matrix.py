@@ -9,7 +9,7 @@ float32 file in a private temporary directory (``$TMPDIR``), then reads rows fro
   A memory map serves these; its pages are file-backed (``RssFile``), so after every
   ``map_budget`` bytes gathered the mapping is told to drop them (``MADV_DONTNEED``: the page
   cache keeps them, the process's resident set does not). Peak resident memory of the map is
-  therefore about ``map_budget`` plus one batch, whatever n is.
+  therefore about ``map_budget`` (32 MiB) plus one batch, whatever n is.
 
 Why a raw matrix rather than Parquet row groups: a shuffled batch touches rows all over the
 file, and a Parquet row group must be decompressed whole to read one row of it
@@ -29,7 +29,7 @@ import numpy as np
 
 from curate.io.parquet import iter_embeddings
 
-MAP_BUDGET = 256 * 2**20  # bytes gathered through the map before its pages are dropped
+MAP_BUDGET = 32 * 2**20  # bytes gathered through the map before its pages are dropped (re-mapping a cached page is cheap)
 
 
 @dataclass(frozen=True)

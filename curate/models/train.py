@@ -18,6 +18,8 @@ from curate.models.heads import Ensemble
 
 # The optimiser named in TrainConfig (and recorded in provenance) is the one that runs.
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
+# Indices of the shuffled order held at once when training from disk (K members together): 8 MiB.
+ORDER_BLOCK = 2**20
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ def _batches(ens: Ensemble, X, y: torch.Tensor, cfg: TrainConfig, epoch: int) ->
             idx = perms[:, start:start + cfg.batch_size]
             yield X[idx], y[idx]
         return
-    # A block of whole batches, about 2**20 indices in all: few reads, small memory.
-    per_block = max(1, (2**20 // max(1, len(ens.seeds))) // cfg.batch_size) * cfg.batch_size
+    # A block of whole batches, about ORDER_BLOCK indices in all: few reads, small memory.
+    per_block = max(1, (ORDER_BLOCK // len(ens.seeds)) // cfg.batch_size) * cfg.batch_size
     for perms in _permutation_blocks(X.n, ens.seeds, epoch, X.scratch, per_block):
         for start in range(0, perms.shape[1], cfg.batch_size):
             idx = perms[:, start:start + cfg.batch_size]

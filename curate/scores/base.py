@@ -9,7 +9,7 @@ and at most once, so a method asks for ``ctx.snapshot`` or ``ctx.target`` and ne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,7 +86,6 @@ def finite(name: str, values: np.ndarray, ids, offset: int = 0) -> np.ndarray:
     return values
 
 
-@dataclass
 class ScoreContext:
     """Everything one score run shares: pool rows, options, runtime; heavy parts loaded lazily.
 
@@ -94,16 +93,22 @@ class ScoreContext:
     streams them (training and the per-row pass: memory independent of n); ``X`` reads them
     whole, for the methods that need every row at once (gio, label_quality, dedup). Call
     :meth:`close` when done (deletes the spilled file).
+
+    ``table``: the pool's id and (when present) label columns. ``ids`` / ``X`` may be given
+    (a list, an (n, d) float32 array) when the caller already holds them.
     """
 
-    pool: Path
-    id_array: pa.Array  # the id column (n,), string
-    table: pa.Table  # id and (when present) label columns
-    prov: dict[str, Any]
-    cfg: "ScoreConfig"
-    runtime: "Runtime"
-    common: dict[str, Any] = field(default_factory=dict)  # recorded in every method's provenance
-    details: dict[str, Any] = field(default_factory=dict)  # method name -> what its compute hands its provenance
+    def __init__(self, pool: Path, table: pa.Table, prov: dict[str, Any], cfg: "ScoreConfig", runtime: "Runtime",
+                 common: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+                 ids: list[str] | None = None, X: np.ndarray | None = None):
+        self.pool, self.table, self.prov, self.cfg, self.runtime = Path(pool), table, prov, cfg, runtime
+        self.common = common if common is not None else {}  # recorded in every method's provenance
+        self.details = details if details is not None else {}  # method name -> what its compute hands its provenance
+        self.id_array = pa.chunked_array([pa.array(ids, pa.string())]) if ids is not None else table.column("id")
+        if ids is not None:
+            self.__dict__["ids"] = ids
+        if X is not None:
+            self.__dict__["X"] = X
 
     @property
     def n(self) -> int:
