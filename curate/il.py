@@ -288,6 +288,7 @@ class ILModel:
                     part = idx[s:s + 65536]
                     X = rows.take(part)
                 out[part] = per_example_ce(model(torch.from_numpy(X)).double(), y_il[part])
+                del X  # before the next block is read: one block held, not two
         return out.numpy()
 
     def describe(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import torch
 from curate.checks import int_in
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
-from curate.io.parquet import WRITE_OPTIONS, compact_scores, open_parquet, read_provenance, read_table, with_provenance
+from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, compact_scores, open_parquet, open_stream, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import HeadSpec
 from curate.models.train import TrainConfig
@@ -75,14 +75,16 @@ class ScoreConfig:
 
 
 def _write_streaming(pool: Path, output: Path, keep: list[str], new: dict[str, pa.Array], record: dict) -> None:
-    """Copy POOL's kept columns batch by batch and append the new columns: memory stays at one batch."""
-    pf = open_parquet(pool)
+    """Copy POOL's kept columns batch by batch and append the new columns: memory stays at one batch.
+
+    Each batch becomes one row group of OUTPUT (``ROW_GROUP_ROWS`` rows)."""
+    pf = open_stream(pool)
     schema = pa.schema([pf.schema_arrow.field(c) for c in keep] + [pa.field(n, a.type) for n, a in new.items()])
     schema = with_provenance(schema.empty_table(), record).schema
     start = 0
     with atomic_path(output) as tmp:
         with pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as writer:
-            for batch in pf.iter_batches(batch_size=65536, columns=keep):
+            for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=keep, use_threads=False):
                 n = batch.num_rows
                 arrays = batch.columns + [a.slice(start, n) for a in new.values()]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))

@@ -6,10 +6,14 @@ float32 file in a private temporary directory (``$TMPDIR``), then reads rows fro
 - in order, by row range (:class:`MatrixRows`, a picklable description an engine can ship:
   the reader gets exactly its rows with one ``pread``, into ordinary memory);
 - at random, by index array (:meth:`Embeddings.take`), for training batches in a shuffled order.
-  A memory map serves these; its pages are file-backed (``RssFile``), so after every
-  ``map_budget`` bytes gathered the mapping is told to drop them (``MADV_DONTNEED``: the page
-  cache keeps them, the process's resident set does not). Peak resident memory of the map is
-  therefore about ``map_budget`` (32 MiB) plus one batch, whatever n is.
+  A memory map serves these. Its pages are file-backed (``RssFile``, counted in the peak
+  resident set), and the kernel maps a whole page-cache folio (up to 2 MiB) around each row it
+  faults in, so a random gather of r rows maps up to r x 2 MiB. A gather is therefore done in
+  slices of ``map_budget / 2 MiB`` rows, the mapping told to drop its pages after each
+  (``MADV_DONTNEED``: the page cache keeps them, the resident set does not; re-mapping a cached
+  page is cheap). Resident file pages stay under ``map_budget`` whatever n is; a file under the
+  budget simply stays mapped. The budget is 512 MiB unless ``CURATE_MAP_BUDGET`` (bytes, at
+  least 2 MiB) says otherwise.
 
 Why a raw matrix rather than Parquet row groups: a shuffled batch touches rows all over the
 file, and a Parquet row group must be decompressed whole to read one row of it
@@ -27,9 +31,25 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.errors import InputError
 from curate.io.parquet import iter_embeddings
 
-MAP_BUDGET = 32 * 2**20  # bytes gathered through the map before its pages are dropped (re-mapping a cached page is cheap)
+MAP_BUDGET = 512 * 2**20  # bytes of the file mapped at once, at most (see the module docstring)
+FOLIO = 2 * 2**20  # the most one faulting row can map
+
+
+def map_budget() -> int:
+    """``CURATE_MAP_BUDGET`` (bytes, 2 MiB to 1 TiB) or :data:`MAP_BUDGET`."""
+    raw = os.environ.get("CURATE_MAP_BUDGET")
+    if raw is None:
+        return MAP_BUDGET
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not FOLIO <= value <= 2**40:
+        raise InputError(f"CURATE_MAP_BUDGET={raw}: expected a whole number of bytes in [{FOLIO}, {2**40}]")
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,18 +77,19 @@ class Embeddings:
     """A validated float32 (n, d) matrix in a private file; :meth:`close` deletes it.
 
     Build with :meth:`from_parquet`. Resident memory: one Parquet batch while building, then
-    ``map_budget`` + the rows of the current request.
+    the rows of the current request (and their mapped pages, see the module docstring).
     """
 
-    def __init__(self, path: Path, n: int, d: int, map_budget: int = MAP_BUDGET):
-        self.path, self.n, self.d, self.map_budget = Path(path), n, d, map_budget
+    def __init__(self, path: Path, n: int, d: int, map_budget: int | None = None):
+        self.path, self.n, self.d = Path(path), n, d
+        self.map_budget = map_budget if map_budget is not None else globals()["map_budget"]()
         self._map: mmap.mmap | None = None
         self._view: np.ndarray | None = None
-        self._gathered = 0
 
     @classmethod
-    def from_parquet(cls, path: str | Path, batch_rows: int = 65536, map_budget: int = MAP_BUDGET) -> "Embeddings":
+    def from_parquet(cls, path: str | Path, batch_rows: int = 65536, map_budget: int | None = None) -> "Embeddings":
         """Spill ``path``'s embedding column (validated as ``read_embeddings`` does) to a temp file."""
+        budget = map_budget if map_budget is not None else globals()["map_budget"]()  # a bad value: before any work
         tmp = Path(tempfile.mkdtemp(prefix="curate-embeddings-"))
         file = tmp / "embeddings.f32"
         n = d = 0
@@ -81,7 +102,7 @@ class Embeddings:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls(file, n, d, map_budget)
+        return cls(file, n, d, budget)
 
     @property
     def scratch(self) -> Path:
@@ -98,12 +119,15 @@ class Embeddings:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.n and self.d else None
             self._view = (np.frombuffer(self._map, dtype=np.float32).reshape(self.n, self.d) if self._map is not None
                           else np.zeros((self.n, self.d), np.float32))
-        out = self._view[idx]
-        self._gathered += out.nbytes
-        if self._gathered >= self.map_budget and self._map is not None:
+        if self._map is None or self.n * self.d * 4 <= self.map_budget:
+            return self._view[idx]
+        flat = np.asarray(idx).reshape(-1)
+        out = np.empty((flat.size, self.d), dtype=np.float32)
+        step = max(1, self.map_budget // FOLIO)
+        for s in range(0, flat.size, step):
+            np.take(self._view, flat[s:s + step], axis=0, out=out[s:s + step])
             self._map.madvise(mmap.MADV_DONTNEED)
-            self._gathered = 0
-        return out
+        return out.reshape(*np.shape(idx), self.d)
 
     def read_all(self) -> np.ndarray:
         """The whole matrix in memory (n x d x 4 bytes): only for methods that need all of it."""

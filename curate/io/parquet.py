@@ -20,6 +20,9 @@ from curate.io.provenance import METADATA_KEY
 
 # Fixed writer settings: the same table must always give the same bytes.
 WRITE_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
+# Rows per row group of a whole-table write and of a streamed one (16384 x 384-d float32 = 25 MB):
+# a reader that reads whole column chunks (open_parquet's) holds one row group at a time.
+ROW_GROUP_ROWS = 16384
 
 
 def with_provenance(table: pa.Table, record: dict[str, Any]) -> pa.Table:
@@ -35,7 +38,7 @@ def write_table(table: pa.Table, path: str | Path, record: dict[str, Any] | None
         table = with_provenance(table, record)
     path = Path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **WRITE_OPTIONS)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **WRITE_OPTIONS)
     return path
 
 
@@ -84,6 +87,13 @@ def open_parquet(path: str | Path) -> pq.ParquetFile:
         return pq.ParquetFile(p)
     except Exception as e:  # pyarrow raises several types for a damaged footer
         raise InputError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+
+
+def open_stream(path: str | Path) -> pq.ParquetFile:
+    """:func:`open_parquet` for reading batch by batch with memory bounded by the batch, not by
+    the row group: no pre-buffering of whole column chunks, 1 MiB read buffers."""
+    open_parquet(path)  # the same one-line errors
+    return pq.ParquetFile(Path(path), pre_buffer=False, buffer_size=1 << 20)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -140,11 +150,12 @@ def iter_embeddings(path: str | Path, batch_rows: int = 65536) -> Iterator[tuple
     Each batch is validated like :func:`embedding_array`, with row numbers counted over the
     whole file; every block has the first block's dimension. Memory: one batch.
     """
-    pf = open_parquet(path)
+    pf = open_stream(path)
     if "embedding" not in pf.schema_arrow.names:
         raise InputError(f"{path}: no 'embedding' column; produce the file with `curate embed`")
     start, d = 0, None
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+    # One thread: a threaded reader decodes ahead and holds more than one batch.
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"], use_threads=False):
         try:
             block = embedding_array(batch.column(0), where=f"{path}: embedding")
         except InputError as e:

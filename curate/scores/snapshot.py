@@ -9,7 +9,7 @@ never (K, n).
 
 Memory bound of training and scoring, none of it growing with n (b: --batch-size, c: --chunk,
 d: dimension, P: parameters of one head, C: classes, h: widest hidden layer, M: the embedding
-map's budget, 32 MiB): training 16 K P (weights, gradients, two AdamW moments) + 4 K b (d + 2h
+map's budget, 512 MiB of file pages): training 16 K P (weights, gradients, two AdamW moments) + 4 K b (d + 2h
 + C) (a batch and its activations) + 8 MiB (a block of the shuffled order) + M; the
 per-row pass 4 c d + 4 K c (2h + 2C) x 2 (activations and GraNd's gradients) + 24 K c (its
 outputs). What does grow with n, by design: labels and permutation n x 8 bytes each (the
