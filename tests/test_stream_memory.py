@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyarrow as pa
 
 from curate.io.parquet import embedding_column, write_table
@@ -55,6 +56,7 @@ def _peak(pool: Path, il: Path, out: Path) -> dict[str, int]:
     return json.loads(Path(str(out) + ".mem.json").read_text())
 
 
+@pytest.mark.slow
 def test_peak_memory_of_score_does_not_grow_with_rows(tmp_path):
     d = 128
     hold = _pool(tmp_path / "hold.parquet", 2000, d, seed=1)
