@@ -115,6 +115,7 @@ def train_heads(X: np.ndarray | Embeddings, y: np.ndarray, n_classes: int, cfg, 
 def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: int, device: str) -> Iterator[RowTask]:
     """The per-row pass as tasks over consecutive row ranges of ``chunk`` rows, in pool order."""
     state = {k: v.detach().cpu() for k, v in ens.state_dict().items()}
+    # "trained": GraNd at the checkpoint, on the very same state (score_rows then builds one ensemble, not two).
     grand = state if grand_state == "trained" else grand_state
     for s in range(0, X.n, chunk):
         yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, X.rows(s, s + chunk), y[s:s + chunk], device)
