@@ -26,6 +26,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class Embeddings:
 
     def __init__(self, path: Path, n: int, d: int, map_budget: int | None = None):
         self.path, self.n, self.d = Path(path), n, d
+        # Deleted at close, at garbage collection, or at interpreter exit, whichever comes first.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.path.parent), True)
         self.map_budget = map_budget if map_budget is not None else globals()["map_budget"]()
         self._map: mmap.mmap | None = None
         self._view: np.ndarray | None = None
@@ -136,20 +139,15 @@ class Embeddings:
     def close(self) -> None:
         self._view = None
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:  # a caller still holds a view: the mapping goes with it; the file goes now
+                pass
             self._map = None
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        self._cleanup()
 
     def __enter__(self) -> "Embeddings":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def __del__(self):
-        # A context that is never closed (an exception before score's finally) still cleans up.
-        try:
-            if os.path.isdir(self.scratch):
-                self.close()
-        except Exception:
-            pass
