@@ -104,7 +104,7 @@ class ScoreContext:
         self.pool, self.table, self.prov, self.cfg, self.runtime = Path(pool), table, prov, cfg, runtime
         self.common = common if common is not None else {}  # recorded in every method's provenance
         self.details = details if details is not None else {}  # method name -> what its compute hands its provenance
-        self.id_array = pa.chunked_array([pa.array(ids, pa.string())]) if ids is not None else table.column("id")
+        self.id_array = pa.chunked_array([pa.array(ids)]) if ids is not None else table.column("id")
         if ids is not None:
             self.__dict__["ids"] = ids
         if X is not None:
