@@ -253,6 +253,44 @@ class ILModel:
                 out[part] = per_example_ce(model(X[part]).double(), y[part])
         return out
 
+    @torch.no_grad()
+    def pool_losses(self, rows, y: np.ndarray, classes: list[Any], ids, where: str) -> np.ndarray:
+        """Per-example CE (float64, (n,)) over a pool read from disk, as :meth:`losses` gives it.
+
+        ``rows``: ``curate.io.matrix.Embeddings`` (n, d); ``y``: (n,) int64 indices into ``classes``
+        (the pool's class order); ``ids``: (n,) Arrow or list, read in blocks (cross-fit only).
+        The rows go through each model in the same blocks of 65536 as :meth:`index_losses`, so
+        the bytes are the same. Memory: n x 8 bytes (the result) + one block.
+        """
+        self.check_dimension(rows.d, where)
+        # Every class the pool has, in the IL model's logit order (an unseen one is refused here).
+        y_il = torch.from_numpy(encode_labels(classes, self.labels, where, str(self.path))[y])
+        n = len(y)
+        out = torch.empty(n, dtype=torch.float64)
+        if self.kind == "cross-fit":
+            halves = np.empty(n, dtype=np.int8)
+            for s in range(0, n, 65536):
+                for i, id_ in enumerate(ids[s:s + 65536].to_pylist() if hasattr(ids, "to_pylist") else ids[s:s + 65536]):
+                    h = self.assignment.get(id_)
+                    if h is None:
+                        raise InputError(f"{where}: id {id_!r} is not in the cross-fit model {self.path}; "
+                                         "a cross-fit IL model scores only the pool it was trained on")
+                    halves[s + i] = h
+            groups = [(np.flatnonzero(halves == h), self.heads[1 - h]) for h in (0, 1)]
+        else:
+            groups = [(None, self.heads[0])]
+        for idx, model in groups:
+            for s in range(0, n if idx is None else len(idx), 65536):
+                if idx is None:
+                    part = slice(s, min(s + 65536, n))
+                    X = rows.rows(part.start, part.stop).read()
+                else:
+                    part = idx[s:s + 65536]
+                    X = rows.take(part)
+                out[part] = per_example_ce(model(torch.from_numpy(X)).double(), y_il[part])
+                del X  # before the next block is read: one block held, not two
+        return out.numpy()
+
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "kind": self.kind, "sha256": self.sha256,
                 "architecture": self.config.get("architecture"), "chosen_epoch": self.config.get("chosen_epoch"),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -22,7 +24,7 @@ from curate.checks import int_in
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
 from curate.io.fs import as_path
-from curate.io.parquet import WRITE_OPTIONS, compact_scores, open_parquet, read_embeddings, read_provenance, read_table, with_provenance
+from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, compact_scores, open_parquet, open_stream, read_provenance, read_table, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.models.heads import HeadSpec
 from curate.models.train import TrainConfig
@@ -74,32 +76,42 @@ class ScoreConfig:
 
 
 def _write_streaming(pool: Path, output: Path, keep: list[str], new: dict[str, pa.Array], record: dict) -> None:
-    """Copy POOL's kept columns batch by batch and append the new columns: memory stays at one batch."""
-    pf = open_parquet(pool)
+    """Copy POOL's kept columns batch by batch and append the new columns: memory stays at one batch.
+
+    Each batch becomes one row group of OUTPUT (``ROW_GROUP_ROWS`` rows)."""
+    pf = open_stream(pool)
     schema = pa.schema([pf.schema_arrow.field(c) for c in keep] + [pa.field(n, a.type) for n, a in new.items()])
     schema = with_provenance(schema.empty_table(), record).schema
     start = 0
     with atomic_path(output) as tmp:
         with pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as writer:
-            for batch in pf.iter_batches(batch_size=65536, columns=keep):
+            for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=keep, use_threads=False):
                 n = batch.num_rows
                 arrays = batch.columns + [a.slice(start, n) for a in new.values()]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
                 start += n
 
 
-def _check_ids(pool: Path, ids: list) -> None:
-    for i, v in enumerate(ids):
-        if v is None:
-            raise InputError(f"{pool}: id is null at row {i}; every row needs an id")
-    if len(set(ids)) != len(ids):
-        seen: set = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise InputError(f"{pool}: duplicate id {dup!r}; ids must be unique")
+def _check_ids(pool: Path, ids: pa.ChunkedArray) -> None:
+    """Refuse null or duplicate ids. Memory: n x 16 bytes (64-bit hashes, sorted), not n Python strings."""
+    if ids.null_count:
+        i = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{pool}: id is null at row {i}; every row needs an id")
+    h = np.sort(pl.from_arrow(ids).hash(seed=0).to_numpy())
+    if len(h) > 1 and (h[1:] == h[:-1]).any():
+        # A repeated hash: a duplicate, or (rarely) a collision; the exact check names the first repeat.
+        ids_list = ids.to_pylist()
+        if len(set(ids_list)) != len(ids_list):
+            seen: set = set()
+            dup = next(i for i in ids_list if i in seen or seen.add(i))
+            raise InputError(f"{pool}: duplicate id {dup!r}; ids must be unique")
 
 
 def context(pool: Path, cfg: ScoreConfig, runtime: Runtime, in_place: bool) -> ScoreContext:
-    """Read what every method shares (ids, labels, embeddings, provenance) into one context (inside ``runtime.activate()``)."""
+    """Read what every method shares (ids, labels, provenance) into one context (inside ``runtime.activate()``).
+
+    The embeddings stay on disk until a method asks (``ctx.embeddings`` streams, ``ctx.X`` loads).
+    """
     names = open_parquet(pool).schema_arrow.names
     for col in ("id", "embedding"):
         if col not in names:
@@ -108,11 +120,11 @@ def context(pool: Path, cfg: ScoreConfig, runtime: Runtime, in_place: bool) -> S
     table = read_table(pool, columns=[c for c in ("id", "label") if c in names])
     if len(table) == 0:
         raise InputError(f"{pool}: the dataset is empty")
-    ids = table.column("id").to_pylist()
+    ids = table.column("id")
     _check_ids(pool, ids)
     common = {"seed": cfg.seed, "torch_threads": torch.get_num_threads(),
               "pool": fingerprint(pool) if not in_place else None, "runtime": runtime.to_dict()}
-    return ScoreContext(pool=pool, ids=ids, X=read_embeddings(pool), table=table, prov=read_provenance(pool),
+    return ScoreContext(pool=pool, table=table, prov=read_provenance(pool),
                         cfg=cfg, runtime=runtime, common=common)
 
 
@@ -129,15 +141,18 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
         new: dict[str, pa.Array] = {}
         records: dict[str, dict] = {}
         summary: dict[str, Any] = {"output": str(output), "rows": ctx.n, "methods": list(cfg.methods)}
-        # Registry order, not command-line order: the same methods always give the same column order.
-        for method in (m for name, m in METHODS.items() if name in cfg.methods):
-            cols = method.compute(ctx)
-            rec = method.provenance(ctx)
-            written = [c.name for c in method.columns if c.name in cols]
-            for c in written:
-                records[c] = rec
-            new.update(cols)
-            summary.update(method.summarise(cols))
+        try:
+            # Registry order, not command-line order: the same methods always give the same column order.
+            for method in (m for name, m in METHODS.items() if name in cfg.methods):
+                cols = method.compute(ctx)
+                rec = method.provenance(ctx)
+                written = [c.name for c in method.columns if c.name in cols]
+                for c in written:
+                    records[c] = rec
+                new.update(cols)
+                summary.update(method.summarise(cols))
+        finally:
+            ctx.close()
     # Columns of the methods re-run are replaced; everything else is kept as it was.
     replaced = {c.name for m in cfg.methods for c in METHODS[m].columns}
     prov = ctx.prov

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,9 @@ from curate.io.provenance import METADATA_KEY
 
 # Fixed writer settings: the same table must always give the same bytes.
 WRITE_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
+# Rows per row group of a whole-table write and of a streamed one (16384 x 384-d float32 = 25 MB):
+# a reader that reads whole column chunks (open_parquet's) holds one row group at a time.
+ROW_GROUP_ROWS = 16384
 
 
 def with_provenance(table: pa.Table, record: dict[str, Any]) -> pa.Table:
@@ -36,7 +39,7 @@ def write_table(table: pa.Table, path: str | Path, record: dict[str, Any] | None
         table = with_provenance(table, record)
     path = as_path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **WRITE_OPTIONS)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **WRITE_OPTIONS)
     return path
 
 
@@ -87,6 +90,13 @@ def open_parquet(path: str | Path) -> pq.ParquetFile:
         raise InputError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
 
 
+def open_stream(path: str | Path) -> pq.ParquetFile:
+    """:func:`open_parquet` for reading batch by batch with memory bounded by the batch, not by
+    the row group: no pre-buffering of whole column chunks, 1 MiB read buffers."""
+    open_parquet(path)  # the same one-line errors
+    return pq.ParquetFile(Path(path), pre_buffer=False, buffer_size=1 << 20)
+
+
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """Read a whole Parquet file (or some columns), with clear errors."""
     pf = open_parquet(path)
@@ -135,19 +145,18 @@ def embedding_array(column: pa.ChunkedArray | pa.Array, where: str = "embedding"
     return mat
 
 
-def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
-    """The ``embedding`` column of a Parquet file as a float32 (n, d) matrix, read batch by batch.
+def iter_embeddings(path: str | Path, batch_rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, float32 (b, d) block)`` of the ``embedding`` column, batch by batch.
 
-    Only the result is held in memory (never the whole Arrow column as well); each batch is
-    validated like :func:`embedding_array`, with row numbers counted over the whole file.
+    Each batch is validated like :func:`embedding_array`, with row numbers counted over the
+    whole file; every block has the first block's dimension. Memory: one batch.
     """
-    pf = open_parquet(path)
+    pf = open_stream(path)
     if "embedding" not in pf.schema_arrow.names:
         raise InputError(f"{path}: no 'embedding' column; produce the file with `curate embed`")
-    n = pf.metadata.num_rows
-    out: np.ndarray | None = None
-    start = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+    start, d = 0, None
+    # One thread: a threaded reader decodes ahead and holds more than one batch.
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"], use_threads=False):
         try:
             block = embedding_array(batch.column(0), where=f"{path}: embedding")
         except InputError as e:
@@ -157,12 +166,27 @@ def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
             if m:
                 msg = msg.replace(m.group(0), f"row {start + int(m.group(1))}", 1)
             raise InputError(msg) from None
+        if d is None:
+            d = block.shape[1]
+        elif block.shape[1] != d:
+            raise InputError(f"{path}: embedding at row {start} has {block.shape[1]} dimensions, row 0 has {d}")
+        yield start, block
+        start += len(block)
+
+
+def read_embeddings(path: str | Path, batch_rows: int = 65536) -> np.ndarray:
+    """The ``embedding`` column of a Parquet file as a float32 (n, d) matrix, read batch by batch.
+
+    Only the result is held in memory (never the whole Arrow column as well); see
+    :func:`iter_embeddings` for the checks. ``curate.io.matrix.Embeddings`` reads it without
+    holding it at all.
+    """
+    n = open_parquet(path).metadata.num_rows
+    out: np.ndarray | None = None
+    for start, block in iter_embeddings(path, batch_rows):
         if out is None:
             out = np.empty((n, block.shape[1]), dtype=np.float32)
-        elif block.shape[1] != out.shape[1]:
-            raise InputError(f"{path}: embedding at row {start} has {block.shape[1]} dimensions, row 0 has {out.shape[1]}")
         out[start:start + len(block)] = block
-        start += len(block)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from curate.models.heads import Ensemble
 
 # The optimiser named in TrainConfig (and recorded in provenance) is the one that runs.
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
+# Indices of the shuffled order held at once when training from disk (K members together): 8 MiB.
+ORDER_BLOCK = 2**20
 
 
 @dataclass(frozen=True)
@@ -54,19 +57,62 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
+def _permutation_blocks(n: int, seeds: list[int], epoch: int, scratch: Path, block: int) -> Iterator[torch.Tensor]:
+    """``_permutations(n, seeds, epoch)`` column block by column block, (K, <= block) int64 each.
+
+    Each member's permutation is drawn exactly as :func:`_permutations` draws it (n x 8 bytes,
+    one at a time), spilled to ``scratch`` as int32, and read back ``block`` columns at a time:
+    memory is n x 12 bytes while drawing, then K x block x 8.
+    """
+    path = scratch / f"order-{epoch}.i32"
+    with open(path, "wb") as f:
+        for s in seeds:
+            g = torch.Generator().manual_seed(int(s) * 100_003 + epoch)
+            f.write(torch.randperm(n, generator=g).to(torch.int32).numpy().tobytes())
+    try:
+        for start in range(0, n, block):
+            m = min(block, n - start)
+            cols = [np.fromfile(path, dtype=np.int32, count=m, offset=(k * n + start) * 4) for k in range(len(seeds))]
+            yield torch.from_numpy(np.stack(cols).astype(np.int64))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _batches(ens: Ensemble, X, y: torch.Tensor, cfg: TrainConfig, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows (K, b, d), labels (K, b)) of each step, in the order of ``_permutations``.
+
+    ``X`` is a tensor (in memory, on ``y``'s device) or a ``curate.io.matrix.Embeddings``
+    (rows gathered from disk per batch, then moved to ``y``'s device): the same rows either way.
+    """
+    if isinstance(X, torch.Tensor):
+        n = X.shape[0]
+        perms = _permutations(n, ens.seeds, epoch)
+        for start in range(0, n, cfg.batch_size):
+            idx = perms[:, start:start + cfg.batch_size]
+            yield X[idx], y[idx]
+        return
+    # A block of whole batches, about ORDER_BLOCK indices in all: few reads, small memory.
+    per_block = max(1, (ORDER_BLOCK // len(ens.seeds)) // cfg.batch_size) * cfg.batch_size
+    for perms in _permutation_blocks(X.n, ens.seeds, epoch, X.scratch, per_block):
+        for start in range(0, perms.shape[1], cfg.batch_size):
+            idx = perms[:, start:start + cfg.batch_size]
+            yield torch.from_numpy(X.take(idx.numpy())).to(y.device), y[idx.to(y.device)]
+
+
+def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X, y: torch.Tensor,
                 cfg: TrainConfig, epoch: int) -> float:
-    """One epoch over (X, y) for every member; returns the members' mean training loss."""
+    """One epoch over (X, y) for every member; returns the members' mean training loss.
+
+    ``X``: a (n, d) tensor, or ``Embeddings`` read from disk batch by batch (see :func:`_batches`).
+    """
     ens.train()
-    n = X.shape[0]
-    perms = _permutations(n, ens.seeds, epoch)
+    n = X.shape[0] if isinstance(X, torch.Tensor) else X.n
     total = 0.0
-    for start in range(0, n, cfg.batch_size):
-        idx = perms[:, start:start + cfg.batch_size]
-        logits = ens(X[idx])
+    for xb, yb in _batches(ens, X, y, cfg, epoch):
+        logits = ens(xb)
         k, b, c = logits.shape
         # Per member: mean CE over its batch; summing members keeps their gradients independent.
-        loss = F.cross_entropy(logits.reshape(k * b, c), y[idx].reshape(-1), reduction="none").view(k, b).mean(1).sum()
+        loss = F.cross_entropy(logits.reshape(k * b, c), yb.reshape(-1), reduction="none").view(k, b).mean(1).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -74,9 +120,12 @@ def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X: torch.Tensor, y: t
     return total / n
 
 
-def train_ensemble(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+def train_ensemble(ens: Ensemble, X, y: torch.Tensor, cfg: TrainConfig,
                    on_epoch: Callable[[int], None] | None = None) -> Ensemble:
-    """Train every member for ``cfg.epochs`` epochs (0 = leave at initialisation)."""
+    """Train every member for ``cfg.epochs`` epochs (0 = leave at initialisation).
+
+    ``X``: (n, d) tensor or ``Embeddings`` (streamed, same result); ``y``: (n,) int64 class indices.
+    """
     opt = make_optimizer(ens.parameters(), cfg)
     for epoch in range(cfg.epochs):
         train_epoch(ens, opt, X, y, cfg, epoch)

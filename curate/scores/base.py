@@ -9,17 +9,19 @@ and at most once, so a method asks for ``ctx.snapshot`` or ``ctx.target`` and ne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import InputError
 
 if TYPE_CHECKING:
+    from curate.io.matrix import Embeddings
     from curate.runtime import Runtime
     from curate.score import ScoreConfig
 
@@ -69,54 +71,115 @@ class ScoreMethod(ABC):
         return {main: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}}
 
 
-def finite(name: str, values: np.ndarray, ids: list[str]) -> np.ndarray:
-    """``values`` if every entry is finite, else an InputError naming the first bad row's id."""
+def finite(name: str, values: np.ndarray, ids, offset: int = 0) -> np.ndarray:
+    """``values`` if every entry is finite, else an InputError naming the first bad row's id.
+
+    ``values``: (b, ...) rows; ``ids``: their b ids (a list or an Arrow array); ``offset``: the
+    pool row of ``values[0]``, for the message.
+    """
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad.reshape(len(ids), -1).any(1))[0])
-        raise InputError(f"{name}: non-finite value at row {i} (id {ids[i]!r}); check the embeddings and "
+        id_ = ids[i].as_py() if isinstance(ids[i], pa.Scalar) else ids[i]
+        raise InputError(f"{name}: non-finite value at row {offset + i} (id {id_!r}); check the embeddings and "
                          "lower --lr or --epochs if training diverged")
     return values
 
 
-@dataclass
 class ScoreContext:
-    """Everything one score run shares: pool rows, options, runtime; heavy parts loaded lazily."""
+    """Everything one score run shares: pool rows, options, runtime; heavy parts loaded lazily.
 
-    pool: Path
-    ids: list[str]
-    X: np.ndarray  # (n, d) float32 embeddings in pool order
-    table: pa.Table  # id and (when present) label columns
-    prov: dict[str, Any]
-    cfg: "ScoreConfig"
-    runtime: "Runtime"
-    common: dict[str, Any] = field(default_factory=dict)  # recorded in every method's provenance
-    details: dict[str, Any] = field(default_factory=dict)  # method name -> what its compute hands its provenance
+    The embeddings are never read eagerly: ``embeddings`` spills them to a private file and
+    streams them (training and the per-row pass: memory independent of n); ``X`` reads them
+    whole, for the methods that need every row at once (gio, label_quality, dedup). Call
+    :meth:`close` when done (deletes the spilled file).
+
+    ``table``: the pool's id and (when present) label columns. ``ids`` / ``X`` may be given
+    (a list, an (n, d) float32 array) when the caller already holds them.
+    """
+
+    def __init__(self, pool: Path, table: pa.Table, prov: dict[str, Any], cfg: "ScoreConfig", runtime: "Runtime",
+                 common: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+                 ids: list[str] | None = None, X: np.ndarray | None = None):
+        self.pool, self.table, self.prov, self.cfg, self.runtime = Path(pool), table, prov, cfg, runtime
+        self.common = common if common is not None else {}  # recorded in every method's provenance
+        self.details = details if details is not None else {}  # method name -> what its compute hands its provenance
+        self.id_array = pa.chunked_array([pa.array(ids)]) if ids is not None else table.column("id")
+        if ids is not None:
+            self.__dict__["ids"] = ids
+        if X is not None:
+            self.__dict__["X"] = X
 
     @property
     def n(self) -> int:
-        return len(self.ids)
+        return len(self.id_array)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """The ids as a Python list (n objects): for methods that hold all rows anyway."""
+        return self.id_array.to_pylist()
+
+    @cached_property
+    def embeddings(self) -> "Embeddings":
+        """The pool's (n, d) float32 embeddings on disk, read by row range or index (validated)."""
+        from curate.io.matrix import Embeddings
+
+        return Embeddings.from_parquet(self.pool, batch_rows=min(65536, max(1024, self.runtime.chunk)))
+
+    @cached_property
+    def X(self) -> np.ndarray:
+        """(n, d) float32 embeddings in pool order, all in memory (n x d x 4 bytes)."""
+        if "embeddings" in self.__dict__:
+            return self.embeddings.read_all()
+        from curate.io.parquet import read_embeddings
+
+        return read_embeddings(self.pool)
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension d (from whichever of ``X`` / ``embeddings`` is loaded)."""
+        return self.X.shape[1] if "X" in self.__dict__ else self.embeddings.d
+
+    def close(self) -> None:
+        if "embeddings" in self.__dict__:
+            self.embeddings.close()
+
+    @cached_property
+    def label_column(self) -> pa.ChunkedArray:
+        """The label column, checked for nulls and NaN (InputError naming the row's id)."""
+        from curate.io.labels import require_labels
+        from curate.scores.registry import methods_needing
+
+        who = methods_needing(LABELS, self.cfg.methods)
+        if "label" not in self.table.column_names:
+            require_labels(self.table, self.pool, who)  # raises: no label column
+        col = self.table.column("label")
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        missing = col.null_count > 0
+        if pa.types.is_floating(col.type):
+            missing = missing or pc.any(pc.is_nan(col)).as_py()
+        if missing:
+            require_labels(self.table, self.pool, who)  # raises, naming the first bad row
+        return col
 
     @cached_property
     def labels(self) -> list[Any]:
-        from curate.io.labels import require_labels
-
-        from curate.scores.registry import methods_needing
-
-        # require_labels refuses null and NaN labels, naming the row's id.
-        return require_labels(self.table, self.pool, methods_needing(LABELS, self.cfg.methods))
+        """The labels as Python values (n objects); prefer ``y`` and ``classes``."""
+        return self.label_column.to_pylist()
 
     @cached_property
     def classes(self) -> list[Any]:
         from curate.io.labels import class_order
 
-        return class_order(self.labels)
+        # class_order sorts the distinct values: the distinct values suffice (no n-length list).
+        return class_order(pc.unique(self.label_column).to_pylist())
 
     @cached_property
     def y(self) -> np.ndarray:
         """Class indices (n,) int64 in ``classes`` order; every class needs at least 2 rows."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        y = np.array([index[v] for v in self.labels], dtype=np.int64)
+        col = self.label_column
+        y = pc.index_in(col, value_set=pa.array(self.classes, type=col.type)).to_numpy(zero_copy_only=False).astype(np.int64)
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
@@ -131,10 +194,11 @@ class ScoreContext:
 
     @cached_property
     def snapshot(self) -> dict[str, np.ndarray]:
-        """Per-seed scores of the K snapshot heads: ``el2n``, ``ce``, ``grand`` (K, n) float64."""
+        """The K snapshot heads' per-row scores reduced over K, each (n,) float64: ``el2n``,
+        ``ce``, ``grand`` (means) and with ``--std`` ``el2n_std``, ``ce_std``, ``grand_std``."""
         from curate.scores.snapshot import snapshot_scores
 
-        return snapshot_scores(self.X, self.y, len(self.classes), self.cfg, self.runtime, self.ids)
+        return snapshot_scores(self.embeddings, self.y, len(self.classes), self.cfg, self.runtime, self.id_array)
 
     @cached_property
     def il_model(self):
@@ -164,8 +228,8 @@ class ScoreContext:
 
             check_same_embedding(tprov["embedding_model"], self.prov["embedding_model"], str(self.cfg.target),
                                  str(self.pool), "re-run `curate embed` on one of them with the other's model options")
-        if T.shape[1] != self.X.shape[1]:
-            raise InputError(f"{self.cfg.target}: target embeddings have {T.shape[1]} dimensions, the pool {self.X.shape[1]}; "
+        if T.shape[1] != self.dim:
+            raise InputError(f"{self.cfg.target}: target embeddings have {T.shape[1]} dimensions, the pool {self.dim}; "
                              "embed both with the same model")
         return T
 
@@ -174,6 +238,6 @@ def snapshot_params(ctx: ScoreContext) -> dict[str, Any]:
     """The snapshot heads' record, shared by every method that reads ``ctx.snapshot``."""
     cfg = ctx.cfg
     return {"K": cfg.seeds, "t": cfg.epochs,
-            "architecture": cfg.spec.to_dict() | {"in_dim": ctx.X.shape[1], "n_classes": len(ctx.classes)},
+            "architecture": cfg.spec.to_dict() | {"in_dim": ctx.dim, "n_classes": len(ctx.classes)},
             "optimizer": cfg.train.to_dict() | {"epochs": cfg.epochs}, "seeds": [cfg.seed * 1000 + k for k in range(cfg.seeds)],
             "mode": "eval", "reduction": "per-example", **ctx.common}

@@ -35,7 +35,9 @@ class Rho(ScoreMethod):
             raise InputError("--method rho needs --il IL_DIR (train one with `curate il train HOLDOUT.parquet -o IL_DIR`)")
 
     def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
-        il_loss = finite("il_loss", ctx.il_model.losses(ctx.ids, ctx.labels, ctx.X, str(ctx.pool)), ctx.ids)
+        # Streamed over the pool: memory n x 8 bytes for the column, not the embeddings or n Python labels.
+        losses = ctx.il_model.pool_losses(ctx.embeddings, ctx.y, ctx.classes, ctx.id_array, str(ctx.pool))
+        il_loss = finite("il_loss", losses, ctx.id_array)
         ce = ctx.snapshot["ce"]
         target_loss = ce.mean(0)
         out = {"target_loss": pa.array(target_loss), "il_loss": pa.array(il_loss), "rho": pa.array(target_loss - il_loss)}

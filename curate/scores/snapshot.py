@@ -1,25 +1,57 @@
 """The K snapshot heads shared by EL2N, GraNd and RHO's target term: train once, score every row.
 
-The per-row pass is :func:`score_rows` over a plain, picklable :class:`RowTask` (head states as
-CPU tensors, a chunk of embeddings and labels), so an engine can ship chunks to other processes
-or machines and get the same bytes back as the in-process loop.
+The per-row pass is :func:`score_rows` mapped over a generator of plain, picklable
+:class:`RowTask` s (head states as CPU tensors, a row range of the spilled embedding matrix that
+the task reads itself, and its labels), so an engine can ship small tasks to other processes or
+machines and get the same bytes back as the in-process loop. Results are reduced over the K
+heads as they arrive (mean, and std with ``--std``): memory is a few n-length float64 columns,
+never (K, n).
+
+Memory bound of training and scoring, none of it growing with n (b: --batch-size, c: --chunk,
+d: dimension, P: parameters of one head, C: classes, h: widest hidden layer, M: the embedding
+map's budget, 512 MiB of file pages): training 16 K P (weights, gradients, two AdamW moments) + 4 K b (d + 2h
++ C) (a batch and its activations) + 8 MiB (a block of the shuffled order) + M; the
+per-row pass 4 c d + 4 K c (2h + 2C) x 2 (activations and GraNd's gradients) + 24 K c (its
+outputs). What does grow with n, by design: labels and permutation n x 8 bytes each (the
+permutation only while it is drawn), each score column n x 8 bytes, and the id column.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from curate import progress
+from curate.io.matrix import Embeddings, MatrixRows
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
 from curate.scores.el2n import el2n
 from curate.scores.grand import ensemble_grand
 from curate.scores.rho import per_example_ce
+
+
+@dataclass(frozen=True)
+class OverHeads:
+    """A per-head score (K, n) kept only as its reductions over the K heads, each (n,) float64.
+
+    ``mean(0)`` / ``std(0)`` return what the (K, n) array's would, bit for bit (numpy reduces
+    axis 0 row by row, so chunks of columns reduce identically); std exists only with ``--std``.
+    """
+
+    mean_: np.ndarray
+    std_: np.ndarray | None
+
+    def mean(self, axis: int = 0) -> np.ndarray:
+        assert axis == 0, "only the reduction over heads is kept"
+        return self.mean_
+
+    def std(self, axis: int = 0) -> np.ndarray:
+        assert axis == 0 and self.std_ is not None, "the std over heads is kept only with --std"
+        return self.std_
 
 
 @dataclass(frozen=True)
@@ -30,7 +62,7 @@ class RowTask:
     seeds: tuple[int, ...]
     state: dict[str, torch.Tensor]  # trained heads (CPU)
     grand_state: dict[str, torch.Tensor] | None  # heads GraNd is taken at (None: no GraNd)
-    X: np.ndarray  # (b, d) float32
+    X: np.ndarray | MatrixRows  # (b, d) float32 rows, or where to read them
     y: np.ndarray  # (b,) int64
     device: str = "cpu"
 
@@ -44,7 +76,8 @@ def _ensemble(spec: dict, seeds, state, device) -> Ensemble:
 def score_rows(task: RowTask) -> dict[str, np.ndarray]:
     """EL2N, CE and (when asked) GraNd of every member on the chunk: each (K, b) float64."""
     ens = _ensemble(task.spec, task.seeds, task.state, task.device)
-    xb = torch.from_numpy(task.X).to(task.device)
+    X = task.X if isinstance(task.X, np.ndarray) else task.X.read()
+    xb = torch.from_numpy(X).to(task.device)
     yb = torch.from_numpy(task.y).to(task.device)
     with torch.no_grad():
         logits = ens(xb)
@@ -59,14 +92,19 @@ def seeds_of(cfg) -> list[int]:
     return [cfg.seed * 1000 + k for k in range(cfg.seeds)]
 
 
-def train_heads(X: np.ndarray, y: np.ndarray, n_classes: int, cfg, runtime) -> tuple[Ensemble, Ensemble | None]:
-    """The K trained heads on ``runtime.device`` and, for GraNd at init, the untrained ones."""
-    spec = HeadSpec(arch=cfg.spec.arch, in_dim=X.shape[1], n_classes=n_classes, hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
+def train_heads(X: np.ndarray | Embeddings, y: np.ndarray, n_classes: int, cfg, runtime) -> tuple[Ensemble, Ensemble | None]:
+    """The K trained heads on ``runtime.device`` and, for GraNd at init, the untrained ones.
+
+    ``X``: (n, d) float32 in memory, or ``Embeddings`` streamed from disk (same heads).
+    """
+    d = X.shape[1] if isinstance(X, np.ndarray) else X.d
+    spec = HeadSpec(arch=cfg.spec.arch, in_dim=d, n_classes=n_classes, hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
     # Initial weights come from per-seed CPU generators, then move: a seed gives the same heads on every device.
     ens = Ensemble(spec, seeds_of(cfg)).to(runtime.device)
     init = Ensemble(spec, seeds_of(cfg)).to(runtime.device) if ("grand" in cfg.methods and cfg.grand_at == "init") else None
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    Xt, yt = torch.from_numpy(X).to(runtime.device), torch.from_numpy(y).to(runtime.device)
+    Xt = torch.from_numpy(X).to(runtime.device) if isinstance(X, np.ndarray) else X
+    yt = torch.from_numpy(y).to(runtime.device)
     # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
     with torch.random.fork_rng(devices=[]) if runtime.device == "cpu" else torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
@@ -75,31 +113,47 @@ def train_heads(X: np.ndarray, y: np.ndarray, n_classes: int, cfg, runtime) -> t
     return ens, init
 
 
-def snapshot_scores(X: np.ndarray, y: np.ndarray, n_classes: int, cfg, runtime, ids: list[str]) -> dict[str, np.ndarray]:
-    """Train K heads for ``cfg.epochs`` epochs and score every row with each (eval mode): (K, n) arrays."""
+def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: int, device: str) -> Iterator[RowTask]:
+    """The per-row pass as tasks over consecutive row ranges of ``chunk`` rows, in pool order."""
+    state = {k: v.detach().cpu() for k, v in ens.state_dict().items()}
+    # "trained": GraNd at the checkpoint, on the very same state (score_rows then builds one ensemble, not two).
+    grand = state if grand_state == "trained" else grand_state
+    for s in range(0, X.n, chunk):
+        yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, X.rows(s, s + chunk), y[s:s + chunk], device)
+
+
+def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, ids) -> dict[str, OverHeads]:
+    """Train K heads for ``cfg.epochs`` epochs and score every row with each (eval mode).
+
+    Returns ``el2n``, ``ce`` and (with GraNd) ``grand`` as :class:`OverHeads`: the mean over
+    the K heads (and with ``cfg.std`` the population std), each (n,) float64, equal bit for bit
+    to ``v.mean(0)`` / ``v.std(0)`` of the (K, n) per-head array. ``ids``: (n,) for messages.
+    """
     from curate.scores.base import finite
 
     ens, init = train_heads(X, y, n_classes, cfg, runtime)
-    state = {k: v.detach().cpu() for k, v in ens.state_dict().items()}
     want_grand = "grand" in cfg.methods
     grand_state = None
     if want_grand:
-        grand_state = state if init is None else {k: v.detach().cpu() for k, v in init.state_dict().items()}
-    n = len(y)
-    out = {k: np.empty((cfg.seeds, n)) for k in ("el2n", "ce", "grand")}
-    chunk = runtime.chunk
-    tasks = (RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand_state, X[s:s + chunk], y[s:s + chunk], runtime.device)
-             for s in range(0, n, chunk))
-    s = 0
+        grand_state = "trained" if init is None else {k: v.detach().cpu() for k, v in init.state_dict().items()}
+    keys = ("el2n", "ce") + (("grand",) if want_grand else ())
+    n = X.n
+    out = {k: np.empty(n) for k in keys}
+    if cfg.std:
+        out.update({f"{k}_std": np.empty(n) for k in keys})
+    start = 0
     with progress.bar("score", total=n) as bar:
         # The engine (runtime.executor(): threads, processes or Ray) returns the chunks in order.
+        tasks = row_tasks(ens, grand_state, X, y, runtime.chunk, runtime.device)
         with contextlib.closing(runtime.executor().map(score_rows, tasks)) as parts:
             for part in parts:
                 b = part["el2n"].shape[1]
-                for k, v in part.items():
-                    out[k][:, s:s + b] = v
-                s += b
+                where = ids[start:start + b]
+                for k in keys:
+                    v = finite(f"snapshot {k}", part[k].T, where, start).T
+                    out[k][start:start + b] = v.mean(0)
+                    if cfg.std:
+                        out[f"{k}_std"][start:start + b] = v.std(0)
+                start += b
                 bar.advance(b)
-    for k in ("el2n", "ce") + (("grand",) if want_grand else ()):
-        finite(f"snapshot {k}", out[k].T, ids)
-    return out
+    return {k: OverHeads(out[k], out.get(f"{k}_std")) for k in keys}
