@@ -52,6 +52,20 @@ def check_backend(name: str) -> str:
     return name
 
 
+_NEEDS = {"onnx": ("onnxruntime", "onnx"), "onnx-int8": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
+
+
+def require(backend: str) -> None:
+    """InputError naming the extra to install when ``backend``'s runtime is not installed."""
+    import importlib.util
+
+    missing = [m for m in _NEEDS.get(backend, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "openvino" if backend == "openvino" else "onnx"
+        raise InputError(f"--backend {backend} needs {' and '.join(missing)}: pip install 'curate[{extra}]', "
+                         "or use --backend torch")
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "curate"

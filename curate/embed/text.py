@@ -129,10 +129,11 @@ class TextEncoder:
 def make_text_encoder(model: str | None = None, batch_size: int = 64, normalize: bool = False, device: str = "cpu",
                       backend: str = "torch", cache_dir: str | Path | None = None, threads: int | None = None):
     """The encoder for ``backend`` (see ``curate.embed.backends``); exported backends run on the CPU only."""
-    from curate.embed.backends import ExportedTextEncoder, check_backend
+    from curate.embed.backends import ExportedTextEncoder, check_backend, require
 
     if check_backend(backend) == "torch":
         return TextEncoder(model, batch_size, normalize, device=device)
+    require(backend)
     if device != "cpu":
         raise InputError(f"--backend {backend} runs on the CPU: pass --device cpu, or --backend torch for {device}")
     return ExportedTextEncoder(model, batch_size, normalize, backend=backend, cache_dir=cache_dir, threads=threads)
