@@ -314,7 +314,7 @@ def _onnxruntime(path: Path, threads: int | None):
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     # Idle threads sleep instead of spinning: on a shared machine (other workers, other jobs)
-    # spinning threads steal the cores the busy ones need; measured 1.6x slower under load.
+    # spinning threads steal the cores that the working ones need.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return lambda feed: session.run(["hidden"], feed)[0]
