@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from curate.embed.backends import DEFAULT_BACKEND, check_backend
 from curate.errors import InputError
 
 # (option, low, high): inclusive ranges, also quoted in --help.
@@ -38,6 +39,8 @@ class EmbedConfig:
     engine: str = "local"  # "local" (threads) | "process" (worker processes) | "ray" (a Ray cluster)
     drop_unlabelled: bool = False  # skip rows whose label is null/NaN instead of failing
     allow_outside_paths: bool = False  # image paths may leave the table's directory
+    backend: str = DEFAULT_BACKEND  # text only: torch | onnx | onnx-int8 | openvino (curate.embed.backends)
+    backend_cache: str | None = None  # where exports are cached; None: $XDG_CACHE_HOME/curate or ~/.cache/curate
 
     def __post_init__(self):
         for name, (flag, lo, hi) in RANGES.items():
@@ -48,12 +51,13 @@ class EmbedConfig:
                 raise InputError(f"{flag} {value}: must be an integer from {lo} to {hi}")
         if self.device != "cpu" and not (self.device in ("cuda", "mps") or self.device.startswith("cuda:")):
             raise InputError(f"--device {self.device}: expected cpu, cuda, cuda:N or mps")
+        check_backend(self.backend)
         if self.on_error not in ("raise", "skip"):
             raise InputError(f"--on-error {self.on_error}: expected 'raise' or 'skip'")
 
     def output_affecting(self) -> dict[str, Any]:
         d = asdict(self)
-        # How shards are scheduled does not change any shard's bytes.
-        for k in ("workers", "engine"):
+        # How shards are scheduled, and where exports are cached, does not change any shard's bytes.
+        for k in ("workers", "engine", "backend_cache"):
             d.pop(k)
         return d

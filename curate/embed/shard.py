@@ -62,7 +62,9 @@ _LOCAL = threading.local()
 
 
 def encoder_key(modality: str, cfg: EmbedConfig) -> tuple:
-    return (modality, cfg.model, cfg.batch_size, cfg.normalize, cfg.image_size if modality == "image" else None, cfg.device)
+    text = modality == "text"
+    return (modality, cfg.model, cfg.batch_size, cfg.normalize, cfg.image_size if modality == "image" else None, cfg.device,
+            cfg.backend if text else None, cfg.backend_cache if text else None, cfg.threads if text else None)
 
 
 def get_encoder(modality: str, cfg: EmbedConfig):
@@ -77,9 +79,10 @@ def get_encoder(modality: str, cfg: EmbedConfig):
 
 def _make_encoder(modality: str, cfg: EmbedConfig):
     if modality == "text":
-        from curate.embed.text import TextEncoder
+        from curate.embed.text import make_text_encoder
 
-        return TextEncoder(cfg.model, cfg.batch_size, cfg.normalize, device=cfg.device)
+        return make_text_encoder(cfg.model, cfg.batch_size, cfg.normalize, device=cfg.device, backend=cfg.backend,
+                                 cache_dir=cfg.backend_cache, threads=cfg.threads)
     from curate.embed.image import ImageEncoder
 
     if cfg.model not in (None, "efficientnet-lite0"):
@@ -165,15 +168,23 @@ def _embed_text(task, table, keep, ids, skipped, advance, dropped) -> np.ndarray
     good = [t for t, k in zip(texts, keep) if k]
     advance(len(texts) - len(good))
     encoder = get_encoder("text", cfg)
-    # Batches by descending length, as SentenceTransformer.encode forms them for the whole list,
-    # so encoding batch by batch (for progress) gives the same vectors as one call.
-    order = np.argsort([-len(t) for t in good])
     out = np.zeros((len(good), encoder.dimension), np.float32)
+    order = length_order(encoder.token_lengths(good))
     for s in range(0, len(good), cfg.batch_size):
         idx = order[s:s + cfg.batch_size]
         out[idx] = encoder.encode([good[j] for j in idx])
         advance(len(idx))
     return out
+
+
+def length_order(lengths: np.ndarray) -> np.ndarray:
+    """Row order for batching: longest first by token count, ties in input order (stable).
+
+    Sorting the whole shard, not one batch, puts texts of similar length in the same batch, so
+    little of each forward pass is padding; callers write each batch's rows back by index, so the
+    output keeps the input order.
+    """
+    return np.argsort(-np.asarray(lengths), kind="stable")
 
 
 def _embed_images(task, table, keep, ids, skipped, advance, dropped) -> np.ndarray:

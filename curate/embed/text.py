@@ -99,6 +99,11 @@ class TextEncoder:
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dim())
 
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens per text after truncation at ``max_seq_length``, special tokens included: (n,) int."""
+        ids = self.model.tokenizer(list(texts), truncation=True, max_length=int(self.model.max_seq_length))["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         emb = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
@@ -117,7 +122,21 @@ class TextEncoder:
             "max_seq_length": int(self.model.max_seq_length), "batch_size": self.batch_size,
             "backend": "torch", "pooling": pooling, "image_size": None,
             "preprocessing": f"{type(tokenizer).__name__ if tokenizer else 'tokenizer'}, truncate at max_seq_length",
+            "quantization": "none",
         }
+
+
+def make_text_encoder(model: str | None = None, batch_size: int = 64, normalize: bool = False, device: str = "cpu",
+                      backend: str = "torch", cache_dir: str | Path | None = None, threads: int | None = None):
+    """The encoder for ``backend`` (see ``curate.embed.backends``); exported backends run on the CPU only."""
+    from curate.embed.backends import ExportedTextEncoder, check_backend, require
+
+    if check_backend(backend) == "torch":
+        return TextEncoder(model, batch_size, normalize, device=device)
+    require(backend)
+    if device != "cpu":
+        raise InputError(f"--backend {backend} runs on the CPU: pass --device cpu, or --backend torch for {device}")
+    return ExportedTextEncoder(model, batch_size, normalize, backend=backend, cache_dir=cache_dir, threads=threads)
 
 
 def _pooling_mode(module) -> str:
