@@ -94,7 +94,7 @@ def open_stream(path: str | Path) -> pq.ParquetFile:
     """:func:`open_parquet` for reading batch by batch with memory bounded by the batch, not by
     the row group: no pre-buffering of whole column chunks, 1 MiB read buffers."""
     open_parquet(path)  # the same one-line errors
-    return pq.ParquetFile(Path(path), pre_buffer=False, buffer_size=1 << 20)
+    return pq.ParquetFile(open_input(as_path(path)), pre_buffer=False, buffer_size=1 << 20)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import InputError
+from curate.io.fs import as_path
 
 if TYPE_CHECKING:
     from curate.io.matrix import Embeddings
@@ -101,7 +102,7 @@ class ScoreContext:
     def __init__(self, pool: Path, table: pa.Table, prov: dict[str, Any], cfg: "ScoreConfig", runtime: "Runtime",
                  common: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
                  ids: list[str] | None = None, X: np.ndarray | None = None):
-        self.pool, self.table, self.prov, self.cfg, self.runtime = Path(pool), table, prov, cfg, runtime
+        self.pool, self.table, self.prov, self.cfg, self.runtime = as_path(pool), table, prov, cfg, runtime
         self.common = common if common is not None else {}  # recorded in every method's provenance
         self.details = details if details is not None else {}  # method name -> what its compute hands its provenance
         self.id_array = pa.chunked_array([pa.array(ids)]) if ids is not None else table.column("id")

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from curate.checks import float_in, int_in
 from curate.errors import InputError
+from curate.io.fs import as_path
 from curate.scores.base import TARGET, Column, ScoreContext, ScoreMethod
 from curate.scores.gio_selection import BLOCK_ROWS, blocks
 
@@ -79,10 +80,10 @@ class PoolRows:
 
     def __init__(self, pool: np.ndarray | str | Path, rows: int = BLOCK_ROWS):
         self.rows = rows
-        if isinstance(pool, (str, Path)):
+        if not isinstance(pool, np.ndarray):  # a path or URI
             from curate.io.parquet import open_parquet
 
-            self.path, self.array = Path(pool), None
+            self.path, self.array = as_path(pool), None
             pf = open_parquet(self.path)
             if "embedding" not in pf.schema_arrow.names:
                 raise InputError(f"{self.path}: no 'embedding' column; produce the file with `curate embed`")
@@ -119,7 +120,7 @@ class PoolRows:
                     raise InputError(f"GIO: non-finite value in the pool embedding at row {start + int(np.flatnonzero(bad)[0])}")
                 yield start, block
             return
-        import pyarrow.parquet as pq
+        from curate.io.parquet import open_stream
 
         parts = blocks(self.n, self.rows)
         bounds = iter(parts)
@@ -130,7 +131,7 @@ class PoolRows:
         filled = read = 0
         # A buffered stream reads a column chunk page by page: by default pyarrow holds the whole
         # decompressed chunk, i.e. the whole pool when the file has one row group (curate's do up to 1M rows).
-        pf = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)
+        pf = open_stream(self.path)
         for batch in pf.iter_batches(batch_size=self.READ_ROWS, columns=["embedding"]):
             mat = self._convert(batch.column(0), read)
             if mat.shape[1] != self.d:
