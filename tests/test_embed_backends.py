@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import assert_fails, run
-from embed_helpers import LABELS, TEXTS, write_jsonl
+from embed_helpers import LABELS, TEXTS, write_digit_folder, write_jsonl
 
 from curate.embed.backends import BACKENDS, exported_model
 from curate.embed.shard import length_order
@@ -155,3 +155,9 @@ def test_bad_backend_cache_is_one_line(tmp_path):
     assert_fails(["embed", src, "--text-column", "text", "-o", out, "--backend", "onnx",
                   "--backend-cache", afile / "sub"], f"--backend-cache {afile / 'sub'}", "cannot write", out=out)
     assert afile.read_text() == "x" and not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_a_text_backend_asked_for_images_is_refused(tmp_path):
+    folder = write_digit_folder(tmp_path / "digits", per_class=1, classes=2)
+    assert_fails(["embed", folder, "-o", tmp_path / "o.parquet", "--backend", "onnx-int8"],
+                 "--backend onnx-int8", "applies to text", out=tmp_path / "o.parquet")

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curate import progress
+from curate.embed.backends import DEFAULT_BACKEND
 from curate.embed.config import EmbedConfig
 from curate.embed.executor import Executor, make_executor
 from curate.embed.shard import ShardTask, get_encoder, run_shard
@@ -39,6 +40,14 @@ RESERVED = {"id", "label", "embedding"}
 
 
 def _validate(source: Source, cfg: EmbedConfig) -> tuple[str, list[str]]:
+    kind, columns = _kind_and_columns(source, cfg)
+    if kind == "image" and cfg.backend != DEFAULT_BACKEND:
+        raise InputError(f"--backend {cfg.backend}: applies to text; images run on ONNX Runtime on a CPU "
+                         "and on torch on a GPU by themselves (drop --backend)")
+    return kind, columns
+
+
+def _kind_and_columns(source: Source, cfg: EmbedConfig) -> tuple[str, list[str]]:
     for c in cfg.keep_columns:
         if c in RESERVED:
             raise InputError(f"--keep-column {c}: the name is reserved in curate's output; rename the column")

@@ -113,13 +113,19 @@ def train_heads(X: np.ndarray | Embeddings, y: np.ndarray, n_classes: int, cfg, 
     return ens, init
 
 
-def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: int, device: str) -> Iterator[RowTask]:
-    """The per-row pass as tasks over consecutive row ranges of ``chunk`` rows, in pool order."""
+def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: int, device: str,
+              ship_rows: bool = False) -> Iterator[RowTask]:
+    """The per-row pass as tasks over consecutive row ranges of ``chunk`` rows, in pool order.
+
+    ``ship_rows``: the task carries its rows rather than a range of the spilled file, for engines
+    whose workers may run on other machines (the file is on this one); one chunk per task in flight.
+    """
     state = {k: v.detach().cpu() for k, v in ens.state_dict().items()}
     # "trained": GraNd at the checkpoint, on the very same state (score_rows then builds one ensemble, not two).
     grand = state if grand_state == "trained" else grand_state
     for s in range(0, X.n, chunk):
-        yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, X.rows(s, s + chunk), y[s:s + chunk], device)
+        rows = X.rows(s, s + chunk)
+        yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, rows.read() if ship_rows else rows, y[s:s + chunk], device)
 
 
 def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, ids) -> dict[str, OverHeads]:
@@ -144,7 +150,7 @@ def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, 
     start = 0
     with progress.bar("score", total=n) as bar:
         # The engine (runtime.executor(): threads, processes or Ray) returns the chunks in order.
-        tasks = row_tasks(ens, grand_state, X, y, runtime.chunk, runtime.device)
+        tasks = row_tasks(ens, grand_state, X, y, runtime.chunk, runtime.device, ship_rows=runtime.engine == "ray")
         with contextlib.closing(runtime.executor().map(score_rows, tasks)) as parts:
             for part in parts:
                 b = part["el2n"].shape[1]
