@@ -237,7 +237,12 @@ def test_kill_9_then_rerun_resumes_to_identical_bytes(tmp_path):
     parts = tmp_path / "out.parquet.parts"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if len(list(parts.glob("part-*.parquet"))) >= 3:
+        # The manifest, not the part files: a part is renamed into place before the manifest names it.
+        try:
+            finished = len(json.loads((parts / "_manifest.json").read_text())["finished"])
+        except (OSError, ValueError, KeyError):
+            finished = 0
+        if finished >= 3:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.01)
