@@ -296,16 +296,7 @@ def open_source(spec: str | Path) -> Source:
                     "laid out as <root>/<class>/<image>"
                 )
             root = path
-    fmts = {table_format(f) for f in files}
-    if len(fmts) > 1:
-        raise InputError(f"{spec}: mixes table formats ({', '.join(sorted(fmts))}); pass one format at a time")
-    fmt = fmts.pop()
-    for f in files:
-        if f.stat().st_size == 0:
-            raise InputError(f"{f}: file is empty")
-        if fmt != "parquet":
-            check_utf8(f)
-    return TableSource(files=tuple(f.resolve() for f in files), root=root.resolve(), fmt=fmt)
+    return _table_source(spec, files, root.resolve(), resolve=True)
 
 
 def _common_dir(files: list[Path]) -> str:
@@ -339,6 +330,18 @@ def _remote_source(spec: str) -> TableSource:
             root = path
         else:
             raise InputError(f"{path}: {missing(path)}")
+    return _table_source(spec, files, root)
+
+
+def _common_prefix(files: list[RemotePath]) -> RemotePath:
+    root = files[0].parent
+    while not all(f.is_relative_to(root) for f in files):
+        root = root.parent
+    return root
+
+
+def _table_source(spec, files, root, resolve: bool = False) -> "TableSource":
+    """The checks every table input gets, local or remote: one format, no empty file, UTF-8 text."""
     fmts = {table_format(f) for f in files}
     if len(fmts) > 1:
         raise InputError(f"{spec}: mixes table formats ({', '.join(sorted(fmts))}); pass one format at a time")
@@ -348,11 +351,4 @@ def _remote_source(spec: str) -> TableSource:
             raise InputError(f"{f}: file is empty")
         if fmt != "parquet":
             check_utf8(f)
-    return TableSource(files=tuple(files), root=root, fmt=fmt)
-
-
-def _common_prefix(files: list[RemotePath]) -> RemotePath:
-    root = files[0].parent
-    while not all(f.is_relative_to(root) for f in files):
-        root = root.parent
-    return root
+    return TableSource(files=tuple(f.resolve() for f in files) if resolve else tuple(files), root=root, fmt=fmt)
