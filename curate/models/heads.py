@@ -106,6 +106,28 @@ class Ensemble(nn.Module):
             self.weights.append(nn.Parameter(torch.stack([m[layer][0] for m in per_member])))
             self.biases.append(nn.Parameter(torch.stack([m[layer][1] for m in per_member])))
 
+    @classmethod
+    def from_state(cls, spec: HeadSpec, seeds: list[int], state: dict[str, torch.Tensor]) -> "Ensemble":
+        """K heads whose parameters are ``state``'s tensors themselves (a ``state_dict()`` of an
+        ``Ensemble`` of the same spec and seeds): no initial weights drawn, nothing copied.
+
+        For scoring with trained weights, where ``__init__`` + ``load_state_dict`` would draw K
+        heads' initial weights only to overwrite them. The tensors are shared, not copied: an
+        optimiser step on the result changes ``state``.
+        """
+        ens = cls.__new__(cls)
+        nn.Module.__init__(ens)
+        ens.spec, ens.seeds = spec, list(seeds)
+        shapes = [(len(ens.seeds), a, b) for a, b in zip(spec.sizes[:-1], spec.sizes[1:])]
+        if sorted(state) != sorted([f"weights.{i}" for i in range(len(shapes))] + [f"biases.{i}" for i in range(len(shapes))]):
+            raise ValueError(f"state has keys {sorted(state)}, not those of {len(shapes)} stacked layers")
+        for i, shape in enumerate(shapes):
+            if tuple(state[f"weights.{i}"].shape) != shape or tuple(state[f"biases.{i}"].shape) != shape[::2]:
+                raise ValueError(f"layer {i} of state: {tuple(state[f'weights.{i}'].shape)}, expected {shape}")
+        ens.weights = nn.ParameterList([nn.Parameter(state[f"weights.{i}"]) for i in range(len(shapes))])
+        ens.biases = nn.ParameterList([nn.Parameter(state[f"biases.{i}"]) for i in range(len(shapes))])
+        return ens
+
     @property
     def k(self) -> int:
         return len(self.seeds)

@@ -23,24 +23,35 @@ GRAND_AT = ("checkpoint", "init")
 
 
 def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """Exact per-example, full-parameter gradient norms of every member: (K, N)."""
+    """Exact per-example, full-parameter gradient norms of every member: (K, N) float64."""
+    return torch.cat([grand_and_logits(ens, X[s:s + chunk], y[s:s + chunk])[0] for s in range(0, X.shape[0], chunk)], dim=1)
+
+
+def grand_and_logits(ens: Ensemble, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GraNd of every member on one batch, (K, b) float64, and the eval-mode logits (K, b, C), detached.
+
+    The logits are those of the forward GraNd differentiates: the same operations as a
+    ``no_grad`` forward, so the same bits (recording the graph changes no arithmetic), and a
+    caller that also needs the logits (EL2N, CE) gets them without a second forward.
+    """
     ens.eval()
-    out = []
-    for start in range(0, X.shape[0], chunk):
-        xb, yb = X[start:start + chunk], y[start:start + chunk]
-        with torch.enable_grad():
-            logits, pairs = ens(xb, keep_preactivations=True)
-            k, b, c = logits.shape
-            # Summed (not averaged) loss: d(sum_i L_i)/dz_i = dL_i/dz_i since rows are independent.
-            loss = F.cross_entropy(logits.reshape(k * b, c), yb.repeat(k), reduction="sum")
-            grads = torch.autograd.grad(loss, [z for _, z in pairs])
-        sq = torch.zeros(k, b, dtype=torch.float64, device=logits.device)
-        for layer, ((a, _), g) in enumerate(zip(pairs, grads)):
-            # Layer 0's input is the shared batch: its norms once, not K expanded copies.
-            a_sq = (xb.pow(2).sum(-1) if layer == 0 and xb.dim() == 2 else a.detach().pow(2).sum(-1)).double()
-            sq += g.pow(2).sum(-1).double() * (a_sq + 1.0)
-        out.append(sq.sqrt())
-    return torch.cat(out, dim=1)
+    with torch.enable_grad():
+        logits, pairs = ens(xb, keep_preactivations=True)
+        k, b, c = logits.shape
+        # Summed (not averaged) loss: d(sum_i L_i)/dz_i = dL_i/dz_i since rows are independent.
+        loss = F.cross_entropy(logits.reshape(k * b, c), yb.repeat(k), reduction="sum")
+        grads = torch.autograd.grad(loss, [z for _, z in pairs])
+    sq = torch.zeros(k, b, dtype=torch.float64, device=logits.device)
+    for layer, ((a, _), g) in enumerate(zip(pairs, grads)):
+        # Squared in place (pow_(2) is pow(2)'s kernel, the same bits): g and the hidden inputs a are this
+        # pass's own (K, b, h) tensors, and a fresh one of that size per square cost as much as the square.
+        # Layer 0's input is the caller's batch: its norms once, not K expanded copies, and never in place.
+        if layer == 0:
+            a_sq = (xb.pow(2).sum(-1) if xb.dim() == 2 else a.detach().pow(2).sum(-1)).double()
+        else:
+            a_sq = a.detach().pow_(2).sum(-1).double()
+        sq += g.pow_(2).sum(-1).double() * (a_sq + 1.0)
+    return sq.sqrt(), logits.detach()
 
 
 def module_grand(module: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 256) -> torch.Tensor:

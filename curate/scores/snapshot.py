@@ -30,7 +30,7 @@ from curate.io.matrix import Embeddings, MatrixRows
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
 from curate.scores.el2n import el2n
-from curate.scores.grand import ensemble_grand
+from curate.scores.grand import grand_and_logits
 from curate.scores.rho import per_example_ce
 
 
@@ -68,9 +68,10 @@ class RowTask:
 
 
 def _ensemble(spec: dict, seeds, state, device) -> Ensemble:
-    ens = Ensemble(HeadSpec.from_dict(spec), list(seeds))
-    ens.load_state_dict(state)
-    return ens.to(device).eval()
+    # The heads hold the task's tensors (no initial weights drawn only to be overwritten, no copy
+    # on CPU): building them costs microseconds, so every chunk builds its own and no worker keeps
+    # a cache that a later run's state could be confused with.
+    return Ensemble.from_state(HeadSpec.from_dict(spec), list(seeds), state).to(device).eval()
 
 
 def score_rows(task: RowTask) -> dict[str, np.ndarray]:
@@ -79,13 +80,18 @@ def score_rows(task: RowTask) -> dict[str, np.ndarray]:
     X = task.X if isinstance(task.X, np.ndarray) else task.X.read()
     xb = torch.from_numpy(X).to(task.device)
     yb = torch.from_numpy(task.y).to(task.device)
-    with torch.no_grad():
-        logits = ens(xb)
-    out = {"el2n": el2n(logits, yb).cpu().numpy(), "ce": per_example_ce(logits, yb).cpu().numpy()}
-    if task.grand_state is not None:
-        at = ens if task.grand_state is task.state else _ensemble(task.spec, task.seeds, task.grand_state, task.device)
-        out["grand"] = ensemble_grand(at, xb, yb, chunk=len(task.y) or 1).cpu().numpy()
-    return out
+    out = {}
+    if task.grand_state is task.state:
+        # GraNd at the checkpoint: its forward is the eval forward (same bits), so one pass gives all three.
+        grand, logits = grand_and_logits(ens, xb, yb)
+        out["grand"] = grand.cpu().numpy()
+    else:
+        with torch.no_grad():
+            logits = ens(xb)
+        if task.grand_state is not None:
+            at = _ensemble(task.spec, task.seeds, task.grand_state, task.device)
+            out["grand"] = grand_and_logits(at, xb, yb)[0].cpu().numpy()
+    return {"el2n": el2n(logits, yb).cpu().numpy(), "ce": per_example_ce(logits, yb).cpu().numpy(), **out}
 
 
 def seeds_of(cfg) -> list[int]:
