@@ -120,3 +120,17 @@ def test_from_state_refuses_a_state_of_another_shape():
         Ensemble.from_state(HeadSpec(arch="mlp", in_dim=47, n_classes=5, hidden=(64, 16)), SEEDS, state)
     with pytest.raises(ValueError, match="keys"):
         Ensemble.from_state(SPECS[1], SEEDS, state)
+
+
+def test_training_batches_are_the_rows_of_each_members_permutation():
+    from curate.models.train import _batches, _permutations
+
+    X = torch.randn(53, 6, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(53) % 4
+    ens = Ensemble(HeadSpec(arch="linear", in_dim=6, n_classes=4), SEEDS)
+    perms = _permutations(53, SEEDS, epoch=1)
+    got = list(_batches(ens, X, y, TrainConfig(batch_size=8), epoch=1))
+    assert len(got) == 7 and got[-1][0].shape == (3, 5, 6)
+    for i, (xb, yb) in enumerate(got):
+        idx = perms[:, 8 * i:8 * i + 8]
+        assert torch.equal(xb, torch.stack([X[p] for p in idx])) and torch.equal(yb, torch.stack([y[p] for p in idx]))
