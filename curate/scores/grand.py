@@ -28,30 +28,51 @@ def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int =
 
 
 def grand_and_logits(ens: Ensemble, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """GraNd of every member on one batch, (K, b) float64, and the eval-mode logits (K, b, C), detached.
+    """GraNd of every member on one batch, (K, b) float64, and the eval-mode logits (K, b, C).
 
-    The logits are those of the forward GraNd differentiates: the same operations as a
-    ``no_grad`` forward, so the same bits (recording the graph changes no arithmetic), and a
-    caller that also needs the logits (EL2N, CE) gets them without a second forward.
+    ``xb``: (b, in) rows every member sees, or (K, b, in); ``yb``: (b,) class indices. The
+    logits are those of the forward GraNd differentiates, so a caller that also needs them
+    (EL2N, CE) needs no second forward.
+
+    The backward to each layer's pre-activations is written out rather than recorded by
+    autograd: the very kernels autograd runs for ``sum(CE)`` through ``baddbmm`` and ReLU
+    (``_log_softmax_backward_data``, ``grad.bmm(w^T)``, ReLU's mask), so the same bits, but
+    with ReLU, the mask and the squares applied in place: on a chunk of 8,192 rows each
+    (K, b, hidden) tensor is tens of MB, and a fresh one cost more than the arithmetic on it.
     """
     ens.eval()
-    with torch.enable_grad():
-        logits, pairs = ens(xb, keep_preactivations=True)
-        k, b, c = logits.shape
-        # Summed (not averaged) loss: d(sum_i L_i)/dz_i = dL_i/dz_i since rows are independent.
-        loss = F.cross_entropy(logits.reshape(k * b, c), yb.repeat(k), reduction="sum")
-        grads = torch.autograd.grad(loss, [z for _, z in pairs])
-    sq = torch.zeros(k, b, dtype=torch.float64, device=logits.device)
-    for layer, ((a, _), g) in enumerate(zip(pairs, grads)):
-        # Squared in place (pow_(2) is pow(2)'s kernel, the same bits): g and the hidden inputs a are this
-        # pass's own (K, b, h) tensors, and a fresh one of that size per square cost as much as the square.
-        # Layer 0's input is the caller's batch: its norms once, not K expanded copies, and never in place.
-        if layer == 0:
-            a_sq = (xb.pow(2).sum(-1) if xb.dim() == 2 else a.detach().pow(2).sum(-1)).double()
-        else:
-            a_sq = a.detach().pow_(2).sum(-1).double()
-        sq += g.pow_(2).sum(-1).double() * (a_sq + 1.0)
-    return sq.sqrt(), logits.detach()
+    ws = [w.detach() for w in ens.weights]
+    n, k = len(ws), ens.k
+    with torch.no_grad():
+        # The forward of Ensemble.forward in eval mode (dropout off), op for op.
+        h = xb if xb.dim() == 3 else xb.unsqueeze(0).expand(k, -1, -1)
+        inputs = []
+        for i, (w, b) in enumerate(zip(ws, ens.biases)):
+            inputs.append(h)
+            z = torch.baddbmm(b.detach().unsqueeze(1), h, w)
+            h = z.relu_() if i < n - 1 else z
+        logits = h
+        _, rows, c = logits.shape
+        # d sum_i CE_i / d logits: nll_loss's gradient (-1 at the label) through log_softmax's backward.
+        lsm = torch.log_softmax(logits.reshape(k * rows, c), 1)
+        g_lsm = torch.zeros_like(lsm).scatter_(1, yb.repeat(k).unsqueeze(1), -1.0)
+        g = torch._log_softmax_backward_data(g_lsm, lsm, 1, lsm.dtype).view(k, rows, c)
+        terms = [None] * n
+        for layer in reversed(range(n)):
+            a = inputs[layer]
+            # The gradient one layer down, before a (that layer's ReLU output) is squared in place.
+            below = g.bmm(ws[layer].transpose(1, 2)).masked_fill_(a <= 0, 0) if layer > 0 else None
+            # Layer 0's input is the caller's batch: its norms once, not K expanded copies, and never in place.
+            if layer == 0:
+                a_sq = (xb.pow(2).sum(-1) if xb.dim() == 2 else a.pow(2).sum(-1)).double()
+            else:
+                a_sq = a.pow_(2).sum(-1).double()
+            terms[layer] = g.pow_(2).sum(-1).double() * (a_sq + 1.0)  # ||dL/dW||^2 + ||dL/db||^2
+            g = below
+        sq = torch.zeros(k, rows, dtype=torch.float64, device=logits.device)
+        for t in terms:  # summed from layer 0 up, the order the norms have always been added in
+            sq += t
+    return sq.sqrt(), logits
 
 
 def module_grand(module: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 256) -> torch.Tensor:
