@@ -10,7 +10,9 @@ forward + backward pass, the score run's phases in units of that pass, and a 1M-
    per-row medians over --repeats repeats, interleaved floor / GraNd / loop.
 3. The phases of `curate score -m el2n -m grand -m rho`, in process, on --fast-rows rows: training
    the K heads for the default epochs (3 x (forward + backward + AdamW step) in batches of 128),
-   the per-row pass (`score_rows`: el2n, ce and GraNd per chunk), each as a multiple of the floor.
+   the per-row pass (`score_rows`: el2n, ce and GraNd per chunk, one forward for the three), each
+   as a multiple of the floor; the per-row pass also as a multiple of GraNd alone (what el2n and ce
+   add to it).
 4. `curate score -m el2n -m grand -m rho` and then `curate prune` on --rows synthetic rows (10
    Gaussian classes), K = 10, default epochs, IL model trained on a separate 20k holdout: wall time
    and peak RSS of each CLI process, and the score's wall time over the floor scaled to --rows.
@@ -187,8 +189,10 @@ def main() -> None:
             f"| **floor**: forward + backward of the K heads ({args.fast_rows:,} rows, chunks of {CHUNK:,}) | {us('floor'):.2f} | 1 |\n"
             f"| GraNd, curate's exact batched pass ({args.fast_rows:,} rows) | {us('grand'):.2f} | **{g['grand'] / fl:.2f}** |\n"
             f"| GraNd, per-example autograd loop ({args.loop_rows} rows) | {us('loop'):.0f} | {g['loop'] / fl:.0f} |\n"
-            f"| score phase: train the K heads, {g['epochs']} epochs, batches of 128 ({args.fast_rows:,} rows) | {us('train'):.2f} | {g['train'] / fl:.2f} |\n"
-            f"| score phase: per-row pass, el2n + ce + GraNd (`score_rows`) | {us('rows'):.2f} | {g['rows'] / fl:.2f} |\n\n"
+            f"| score phase: train the K heads, {g['epochs']} epochs, batches of 128 ({args.fast_rows:,} rows) | {us('train'):.2f} | {g['train'] / fl:.2f} "
+            f"({g['train'] / fl / g['epochs']:.2f} per epoch) |\n"
+            f"| score phase: per-row pass, el2n + ce + GraNd (`score_rows`) | {us('rows'):.2f} | {g['rows'] / fl:.2f} "
+            f"({g['rows'] / g['grand']:.2f} x GraNd alone) |\n\n"
             f"GraNd: **{g['loop'] / g['grand']:.0f}x** the per-example loop (max abs difference {g['max_abs_diff']:.1e}, "
             f"float32), **{g['grand'] / fl:.2f}x** the floor.\n")
     if m:
