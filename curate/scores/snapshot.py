@@ -12,8 +12,12 @@ d: dimension, P: parameters of one head, C: classes, h: widest hidden layer, M: 
 map's budget, 512 MiB of file pages): training 16 K P (weights, gradients, two AdamW moments) + 4 K b (d + 2h
 + C) (a batch and its activations) + 8 MiB (a block of the shuffled order) + M; the
 per-row pass 4 c d + 4 K c (2h + 2C) x 2 (activations and GraNd's gradients) + 24 K c (its
-outputs). What does grow with n, by design: labels and permutation n x 8 bytes each (the
-permutation only while it is drawn), each score column n x 8 bytes, and the id column.
+outputs). What does grow with n, by design: the labels as class codes (n x 2 bytes, int16),
+their int64 copy while training (n x 8) and each head's permutation while it is drawn (n x 16,
+one head at a time): about 26 bytes a row at the peak. The score columns are appended chunk by
+chunk to private files (:class:`~curate.io.columns.DiskColumn`, n x 8 bytes of disk each) and
+read back by row range when the output is written; the ids are read from the pool only to name
+a row in a message.
 """
 
 from __future__ import annotations
