@@ -176,6 +176,8 @@ def score(pool: str | Path, output: str | Path, cfg: ScoreConfig = ScoreConfig()
                 new.update(cols)
                 summary.update(method.summarise(cols))
             # Written while the context is open: lazy columns read their private files, deleted at close.
+            # The spilled matrix is not read any more: gone first, so the disk never holds it and OUTPUT at once.
+            ctx.close_embeddings()
             _write_streaming(pool, output, [c for c in open_parquet(pool).schema_arrow.names if c not in replaced], new,
                              _record(ctx.prov, records, replaced))
         finally:

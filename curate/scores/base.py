@@ -194,10 +194,14 @@ class ScoreContext:
         """The embedding dimension d (from whichever of ``X`` / ``embeddings`` is loaded)."""
         return self.X.shape[1] if "X" in self.__dict__ else self.embeddings.d
 
-    def close(self) -> None:
-        """Delete the private files: the spilled embeddings and the snapshot's score columns."""
+    def close_embeddings(self) -> None:
+        """Delete the spilled embedding matrix (n x d x 4 bytes of disk) once no method needs it."""
         if "embeddings" in self.__dict__:
             self.embeddings.close()
+
+    def close(self) -> None:
+        """Delete the private files: the spilled embeddings and the snapshot's score columns."""
+        self.close_embeddings()
         for v in (self.__dict__.get("snapshot") or {}).values():
             v.close()
 
