@@ -198,3 +198,21 @@ def test_il_losses_into_a_disk_column_equal_in_memory(tmp_path):
             got = il.pool_losses(E, codes, classes, ParquetColumn(open_stream(pool), "id"), "pool", out=out)
             assert got is out and out.to_numpy().tobytes() == want.tobytes(), model
             out.close()
+
+
+def test_score_leaves_no_private_files(tmp_path, monkeypatch):
+    import tempfile
+
+    from conftest import run
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    # Every private file of the run (spilled matrix, score columns, order) is made under tempfile's directory.
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    X, y = clusters(200, d=4, classes=3, seed=9)
+    pool = write_pool(tmp_path / "p.parquet", X, y)
+    r = run("score", pool, "-m", "el2n", "-m", "grand", "--std", "-K", 2, "-t", 1, "--arch", "linear", "-o", tmp_path / "o.parquet")
+    assert r.exit_code == 0, r.stderr
+    assert read_table(tmp_path / "o.parquet").num_rows == 200
+    # (torch may leave a cache directory of its own there.)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("curate-")] == []
