@@ -27,6 +27,7 @@ import torch
 from curate import progress
 from curate.errors import InputError
 from curate.io.atomic import atomic_dir, check_output
+from curate.io.columns import DiskColumn
 from curate.io.labels import class_order, require_labels
 from curate.io.parquet import embedding_array, read_provenance, read_table, write_table
 from curate.io.provenance import base_record, file_sha256, fingerprint
@@ -254,47 +255,94 @@ class ILModel:
         return out
 
     @torch.no_grad()
-    def pool_losses(self, rows, y: np.ndarray, classes: list[Any], ids, where: str) -> np.ndarray:
+    def pool_losses(self, rows, y: np.ndarray, classes: list[Any], ids, where: str, out: DiskColumn | None = None):
         """Per-example CE (float64, (n,)) over a pool read from disk, as :meth:`losses` gives it.
 
-        ``rows``: ``curate.io.matrix.Embeddings`` (n, d); ``y``: (n,) int64 indices into ``classes``
-        (the pool's class order); ``ids``: (n,) Arrow or list, read in blocks (cross-fit only).
-        The rows go through each model in the same blocks of 65536 as :meth:`index_losses`, so
-        the bytes are the same. Memory: n x 8 bytes (the result) + one block.
+        ``rows``: ``curate.io.matrix.Embeddings`` (n, d); ``y``: (n,) indices into ``classes``
+        (the pool's class order), any integer type; ``ids``: (n,) sliceable (an Arrow array, a
+        list or a lazy ``ParquetColumn``), read in blocks (cross-fit only). The rows go through
+        each model in the same blocks of 65536 as :meth:`index_losses`, so the bytes are the same.
+
+        ``out``: an empty :class:`~curate.io.columns.DiskColumn` to append the losses to, in row
+        order; it is returned. Memory then: one block (+ n bytes for a cross-fit model's half
+        of each row). Without ``out``: the losses as an (n,) array (n x 8 bytes).
         """
         self.check_dimension(rows.d, where)
         # Every class the pool has, in the IL model's logit order (an unseen one is refused here).
-        y_il = torch.from_numpy(encode_labels(classes, self.labels, where, str(self.path))[y])
+        to_il = encode_labels(classes, self.labels, where, str(self.path))
         n = len(y)
-        out = torch.empty(n, dtype=torch.float64)
-        if self.kind == "cross-fit":
+        sink = out if out is not None else DiskColumn(np.float64)
+
+        def ce(model, X: np.ndarray, part) -> np.ndarray:
+            y_il = torch.from_numpy(to_il[y[part]])
+            return per_example_ce(model(torch.from_numpy(X)).double(), y_il).numpy()
+
+        if self.kind != "cross-fit":
+            for s in range(0, n, _IL_BLOCK):
+                part = slice(s, min(s + _IL_BLOCK, n))
+                sink.append(ce(self.heads[0], rows.rows(part.start, part.stop).read(), part))
+        else:
             halves = np.empty(n, dtype=np.int8)
-            for s in range(0, n, 65536):
-                for i, id_ in enumerate(ids[s:s + 65536].to_pylist() if hasattr(ids, "to_pylist") else ids[s:s + 65536]):
+            for s in range(0, n, _IL_BLOCK):
+                block = ids[s:s + _IL_BLOCK]
+                for i, id_ in enumerate(block.to_pylist() if hasattr(block, "to_pylist") else block):
                     h = self.assignment.get(id_)
                     if h is None:
                         raise InputError(f"{where}: id {id_!r} is not in the cross-fit model {self.path}; "
                                          "a cross-fit IL model scores only the pool it was trained on")
                     halves[s + i] = h
-            groups = [(np.flatnonzero(halves == h), self.heads[1 - h]) for h in (0, 1)]
-        else:
-            groups = [(None, self.heads[0])]
-        for idx, model in groups:
-            for s in range(0, n if idx is None else len(idx), 65536):
-                if idx is None:
-                    part = slice(s, min(s + 65536, n))
-                    X = rows.rows(part.start, part.stop).read()
-                else:
-                    part = idx[s:s + 65536]
-                    X = rows.take(part)
-                out[part] = per_example_ce(model(torch.from_numpy(X)).double(), y_il[part])
-                del X  # before the next block is read: one block held, not two
-        return out.numpy()
+            # Each half's rows in row order, in blocks of 65536 of that half (as index_losses takes
+            # them), their losses appended to that half's file; then merged back into row order.
+            parts = []
+            try:
+                for h in (0, 1):
+                    part_out = DiskColumn(np.float64)
+                    parts.append(part_out)
+                    for idx in _group_blocks(halves, h, _IL_BLOCK):
+                        part_out.append(ce(self.heads[1 - h], rows.take(idx), idx))
+                taken = [0, 0]
+                for s in range(0, n, _IL_BLOCK):
+                    m = halves[s:s + _IL_BLOCK]
+                    v = np.empty(len(m))
+                    for h in (0, 1):
+                        sel = m == h
+                        k = int(sel.sum())
+                        v[sel] = parts[h].read(taken[h], taken[h] + k)
+                        taken[h] += k
+                    sink.append(v)
+            finally:
+                for p in parts:
+                    p.close()
+        if out is not None:
+            return out
+        try:
+            return sink.to_numpy()
+        finally:
+            sink.close()
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "kind": self.kind, "sha256": self.sha256,
                 "architecture": self.config.get("architecture"), "chosen_epoch": self.config.get("chosen_epoch"),
                 "val_loss": self.config.get("val_loss")}
+
+
+_IL_BLOCK = 65536  # rows per model call in pool_losses, as in index_losses (same blocks, same bytes)
+
+
+def _group_blocks(halves: np.ndarray, h: int, size: int):
+    """``np.flatnonzero(halves == h)`` in consecutive blocks of ``size``, without the n-length array."""
+    buf: list[np.ndarray] = []
+    count = 0
+    for s in range(0, len(halves), size):
+        idx = np.flatnonzero(halves[s:s + size] == h) + s
+        buf.append(idx)
+        count += len(idx)
+        if count >= size:
+            cat = np.concatenate(buf)
+            yield cat[:size]
+            buf, count = [cat[size:]], len(cat) - size
+    if count:
+        yield np.concatenate(buf)
 
 
 def _check_model_file(path: Path) -> None:

@@ -1,9 +1,21 @@
 """Peak memory of `curate score` does not grow with the rows: measured in a subprocess at two sizes.
 
 Both sizes are above the largest block a pass holds (65536 rows: a Parquet row group, an IL
-block), so their fixed costs are the same. The embeddings of the larger pool weigh 264k x 128 x 4
-bytes = 135 MB; holding them (as the in-memory path did) would add at least that to the peak.
-What may grow with n is a few n-length columns (labels, ids, scores: about 100 bytes a row).
+block), so their fixed costs are the same, and the peak's growth per added row is what a row
+costs. By design a row may cost, at the peak, its labels as int16 class codes (2 bytes), and
+while the heads train its int64 label (8) and its share of the shuffled order being drawn
+(16): about 26 bytes. Everything else is on disk: the embeddings (64 bytes a row at d = 16),
+the score columns (8 bytes each, 5 here), the ids (about 25 bytes in Arrow). Holding any of
+them, as earlier versions did (about 130 bytes a row here), breaks the 40-byte bound.
+
+Settings that make small inputs behave as large ones do: the embedding map's budget (2 MiB) is
+below both pools' matrix files, so both hold the same mapped pages; glibc's mmap threshold is
+fixed at 1 MiB: by default it rises to the largest block freed (up to 32 MiB), so an n-length
+array of a few MB, freed, would stay in the heap and be counted, where at 10M rows every
+n-length array is far above 32 MiB and is returned to the system when freed; and Arrow
+allocates through that same malloc (its own pool keeps a varying few MB cached, noise here). The order in which
+the heads see the rows is read back in blocks of 2**20 indices: larger than both pools here, so
+the child uses 2**14 (the cap a large n reaches; the order itself is the same).
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ from conftest import run
 # Runs the CLI in this process, then records its peak resident set (VmHWM) and what is resident at the end.
 CHILD = """
 import json, sys
+import curate.models.train
 from curate.cli import main
+curate.models.train.ORDER_BLOCK = 2**14
 sys.argv = ["curate", *sys.argv[1:]]
 try:
     main()
@@ -48,23 +62,20 @@ def _pool(path: Path, n: int, d: int, seed: int) -> Path:
 
 
 def _peak(pool: Path, il: Path, out: Path) -> dict[str, int]:
-    args = ["score", str(pool), "-m", "el2n", "-m", "grand", "-m", "rho", "--il", str(il), "-K", "2", "-t", "1",
-            "--arch", "linear", "--batch-size", "64", "--threads", "1", "--device", "cpu", "-o", str(out)]
-    # A 32 MiB map budget: below both pools' matrix files (34 MB, 135 MB), so both run bounded.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(32 * 2**20)}
+    args = ["score", str(pool), "-m", "el2n", "-m", "grand", "-m", "rho", "--il", str(il), "-K", "1", "-t", "1",
+            "--arch", "linear", "--batch-size", "4096", "--threads", "1", "--device", "cpu", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(2 * 2**20),
+           "MALLOC_MMAP_THRESHOLD_": str(2**20), "ARROW_DEFAULT_MEMORY_POOL": "system"}
     subprocess.run([sys.executable, "-c", CHILD, *args], check=True, env=env, capture_output=True)
     return json.loads(Path(str(out) + ".mem.json").read_text())
 
 
 @pytest.mark.slow
-def test_peak_memory_of_score_does_not_grow_with_rows(tmp_path):
-    d = 128
+def test_peak_memory_of_score_grows_by_few_bytes_a_row(tmp_path):
+    d, n1, n2 = 16, 60_000, 240_000
     hold = _pool(tmp_path / "hold.parquet", 2000, d, seed=1)
     assert run("il", "train", hold, "-o", tmp_path / "il", "--epochs", "2", "--arch", "linear").exit_code == 0
-    small = _peak(_pool(tmp_path / "small.parquet", 66_000, d, seed=2), tmp_path / "il", tmp_path / "small.out.parquet")
-    big = _peak(_pool(tmp_path / "big.parquet", 264_000, d, seed=3), tmp_path / "il", tmp_path / "big.out.parquet")
-    embeddings = 264_000 * d * 4
-    growth = big["VmHWM"] - small["VmHWM"]
-    assert big["VmHWM"] / small["VmHWM"] < 1.5, (small, big)
-    # The 198k extra rows may cost their columns (about 100 bytes a row), never their embeddings (512 bytes a row).
-    assert growth < 0.3 * embeddings, (small, big, growth)
+    small = _peak(_pool(tmp_path / "small.parquet", n1, d, seed=2), tmp_path / "il", tmp_path / "small.out.parquet")
+    big = _peak(_pool(tmp_path / "big.parquet", n2, d, seed=3), tmp_path / "il", tmp_path / "big.out.parquet")
+    per_row = (big["VmHWM"] - small["VmHWM"]) / (n2 - n1)
+    assert per_row <= 40, (small, big, per_row)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import InputError
+from curate.io.columns import LazyColumn, as_column
 from curate.io.fs import as_path
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 # What a method may need; the context provides each lazily.
 LABELS, SNAPSHOT, IL_MODEL, TARGET = "labels", "snapshot", "il_model", "target"
+
+SUMMARY_ROWS = 65536  # rows read at once when a column is summarised or checked
 
 
 @dataclass(frozen=True)
@@ -56,35 +59,49 @@ class ScoreMethod(ABC):
         """Refuse options this method cannot run with (InputError), before any file is read."""
 
     @abstractmethod
-    def compute(self, ctx: "ScoreContext") -> dict[str, pa.Array]:
-        """Column name -> array of ``ctx.n`` rows, in pool order."""
+    def compute(self, ctx: "ScoreContext") -> dict[str, "pa.Array | LazyColumn"]:
+        """Column name -> ``ctx.n`` rows in pool order: a ``pa.Array``, or a
+        :class:`~curate.io.columns.LazyColumn` read by row range when the output is written."""
 
     def provenance(self, ctx: "ScoreContext") -> dict[str, Any]:
         """The footer record of this method's columns (``scores[column]``)."""
         return {"method": self.name, **ctx.common}
 
-    def summarise(self, cols: dict[str, pa.Array]) -> dict[str, Any]:
-        """Numbers for the CLI summary (JSON-able); default: mean/min/max of the main column."""
+    def summarise(self, cols: dict[str, "pa.Array | LazyColumn"]) -> dict[str, Any]:
+        """Numbers for the CLI summary (JSON-able); default: mean/min/max of the main column,
+        read batch by batch (a lazy column is never loaded whole)."""
         main = self.columns[0].name
         if main not in cols or not pa.types.is_floating(cols[main].type):
             return {}
-        v = np.asarray(cols[main])
-        return {main: {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}}
+        col = as_column(cols[main])
+        total, lo, hi = 0.0, np.inf, -np.inf
+        for _, v in col.batches(SUMMARY_ROWS):
+            total += float(v.sum())
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+        return {main: {"mean": total / col.n if col.n else float("nan"), "min": lo, "max": hi}}
 
 
 def finite(name: str, values: np.ndarray, ids, offset: int = 0) -> np.ndarray:
     """``values`` if every entry is finite, else an InputError naming the first bad row's id.
 
-    ``values``: (b, ...) rows; ``ids``: their b ids (a list or an Arrow array); ``offset``: the
-    pool row of ``values[0]``, for the message.
+    ``values``: (b, ...) rows; ``ids``: their b ids (a list, an Arrow array, or a lazy
+    :class:`~curate.io.columns.ParquetColumn` view: only the bad row's id is read); ``offset``:
+    the pool row of ``values[0]``, for the message.
     """
     bad = ~np.isfinite(values)
     if bad.any():
-        i = int(np.flatnonzero(bad.reshape(len(ids), -1).any(1))[0])
+        i = int(np.flatnonzero(bad.reshape(values.shape[0], -1).any(1))[0])
         id_ = ids[i].as_py() if isinstance(ids[i], pa.Scalar) else ids[i]
         raise InputError(f"{name}: non-finite value at row {offset + i} (id {id_!r}); check the embeddings and "
                          "lower --lr or --epochs if training diverged")
     return values
+
+
+def finite_column(name: str, col: LazyColumn, ids) -> LazyColumn:
+    """``col`` if every row is finite (checked batch by batch), else :func:`finite`'s InputError."""
+    for s, v in col.batches(SUMMARY_ROWS):
+        finite(name, v, ids[s:s + len(v)], s)
+    return col
 
 
 class ScoreContext:
@@ -95,30 +112,66 @@ class ScoreContext:
     whole, for the methods that need every row at once (gio, label_quality, dedup). Call
     :meth:`close` when done (deletes the spilled file).
 
-    ``table``: the pool's id and (when present) label columns. ``ids`` / ``X`` may be given
-    (a list, an (n, d) float32 array) when the caller already holds them.
+    Rows never held whole unless a method asks: the id column is read by range from the pool
+    (``id_view``; ``ids`` / ``id_array`` load it, for methods that hold every row anyway), and
+    the labels are read once, batch by batch, into narrow class codes (``codes``: n x 2 bytes
+    for fewer than 32768 classes; ``y`` widens them to int64 for the methods that hold all rows).
+
+    ``table``: the pool's id and (when present) label columns, when the caller holds them
+    (``None``: read from ``pool``). ``ids`` / ``X`` may be given (a list, an (n, d) float32
+    array) when the caller already holds them.
     """
 
-    def __init__(self, pool: Path, table: pa.Table, prov: dict[str, Any], cfg: "ScoreConfig", runtime: "Runtime",
+    def __init__(self, pool: Path, table: pa.Table | None, prov: dict[str, Any], cfg: "ScoreConfig", runtime: "Runtime",
                  common: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
-                 ids: list[str] | None = None, X: np.ndarray | None = None):
+                 ids: list[str] | None = None, X: np.ndarray | None = None, n: int | None = None):
         self.pool, self.table, self.prov, self.cfg, self.runtime = as_path(pool), table, prov, cfg, runtime
         self.common = common if common is not None else {}  # recorded in every method's provenance
         self.details = details if details is not None else {}  # method name -> what its compute hands its provenance
-        self.id_array = pa.chunked_array([pa.array(ids)]) if ids is not None else table.column("id")
         if ids is not None:
             self.__dict__["ids"] = ids
+            self.__dict__["id_array"] = pa.chunked_array([pa.array(ids)])
+        elif table is not None:
+            self.__dict__["id_array"] = table.column("id")
         if X is not None:
             self.__dict__["X"] = X
+        if n is not None:
+            self._n = n
+        elif table is not None or ids is not None:
+            self._n = len(self.id_array)
+        else:
+            self._n = self._stream().metadata.num_rows
+
+    def _stream(self):
+        from curate.io.parquet import open_stream
+
+        return open_stream(self.pool)
 
     @property
     def n(self) -> int:
-        return len(self.id_array)
+        return self._n
+
+    @cached_property
+    def id_array(self) -> pa.ChunkedArray:
+        """The id column in memory (about 25 bytes a row): for methods that hold all rows anyway."""
+        from curate.io.parquet import read_table
+
+        return read_table(self.pool, columns=["id"]).column("id")
 
     @cached_property
     def ids(self) -> list[str]:
         """The ids as a Python list (n objects): for methods that hold all rows anyway."""
         return self.id_array.to_pylist()
+
+    @property
+    def id_view(self):
+        """The ids, indexable and sliceable without holding them: the loaded column when one is
+        held, else a :class:`~curate.io.columns.ParquetColumn` reading the pool by range."""
+        if "id_array" in self.__dict__:
+            return self.__dict__["id_array"]
+        from curate.io.columns import ParquetColumn
+
+        return ParquetColumn(self._stream(), "id")
 
     @cached_property
     def embeddings(self) -> "Embeddings":
@@ -141,65 +194,107 @@ class ScoreContext:
         """The embedding dimension d (from whichever of ``X`` / ``embeddings`` is loaded)."""
         return self.X.shape[1] if "X" in self.__dict__ else self.embeddings.d
 
-    def close(self) -> None:
+    def close_embeddings(self) -> None:
+        """Delete the spilled embedding matrix (n x d x 4 bytes of disk) once no method needs it."""
         if "embeddings" in self.__dict__:
             self.embeddings.close()
 
+    def close(self) -> None:
+        """Delete the private files: the spilled embeddings and the snapshot's score columns."""
+        self.close_embeddings()
+        for v in (self.__dict__.get("snapshot") or {}).values():
+            v.close()
+
+    def _label_batches(self):
+        """``(start, label array)`` of the label column in row order (dictionary decoded)."""
+        if self.table is not None:
+            start = 0
+            for chunk in self.table.column("label").chunks:
+                yield start, chunk
+                start += len(chunk)
+            return
+        from curate.io.parquet import ROW_GROUP_ROWS
+
+        start = 0
+        for batch in self._stream().iter_batches(batch_size=ROW_GROUP_ROWS, columns=["label"], use_threads=False):
+            yield start, batch.column(0)
+            start += batch.num_rows
+
+    def _has_labels(self) -> bool:
+        names = self.table.column_names if self.table is not None else self._stream().schema_arrow.names
+        return "label" in names
+
     @cached_property
-    def label_column(self) -> pa.ChunkedArray:
-        """The label column, checked for nulls and NaN (InputError naming the row's id)."""
-        from curate.io.labels import require_labels
+    def _encoded(self) -> tuple[list[Any], np.ndarray]:
+        """``(classes, codes)``: the sorted distinct labels and each row's index among them
+        ((n,) int16, int32 past 32767 classes), read batch by batch; nulls and NaN refused
+        (InputError naming the first bad row's id)."""
+        from curate.io.labels import class_order, require_labels
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
-        if "label" not in self.table.column_names:
-            require_labels(self.table, self.pool, who)  # raises: no label column
-        col = self.table.column("label")
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        missing = col.null_count > 0
-        if pa.types.is_floating(col.type):
-            missing = missing or pc.any(pc.is_nan(col)).as_py()
-        if missing:
-            require_labels(self.table, self.pool, who)  # raises, naming the first bad row
-        return col
+        if not self._has_labels():
+            require_labels(pa.table({"id": pa.array([], pa.string())}), self.pool, who)  # raises: no label column
+        seen: dict[Any, int] = {}  # label -> first-seen index; few entries (the classes)
+        codes = np.empty(self.n, dtype=np.int32)
+        for start, col in self._label_batches():
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            missing = col.null_count > 0
+            if pa.types.is_floating(col.type):
+                missing = missing or pc.any(pc.is_nan(col)).as_py()
+            if missing:
+                ids = self.id_view[start:start + len(col)]
+                ids = ids.arrow() if hasattr(ids, "arrow") else ids
+                require_labels(pa.table({"id": ids, "label": col}), self.pool, who)  # raises, naming the bad row
+            enc = col.dictionary_encode()
+            local = np.array([seen.setdefault(v, len(seen)) for v in enc.dictionary.to_pylist()], dtype=np.int32)
+            codes[start:start + len(col)] = local[enc.indices.to_numpy(zero_copy_only=False)]
+        classes = class_order(list(seen))
+        rank = np.empty(len(seen), dtype=np.int32)
+        rank[[seen[c] for c in classes]] = np.arange(len(classes), dtype=np.int32)
+        return classes, rank[codes].astype(np.int16 if len(classes) < 2**15 else np.int32)
 
     @cached_property
     def labels(self) -> list[Any]:
-        """The labels as Python values (n objects); prefer ``y`` and ``classes``."""
-        return self.label_column.to_pylist()
+        """The labels as Python values (n objects); prefer ``codes`` and ``classes``."""
+        classes, codes = self._encoded
+        return [classes[i] for i in codes]
 
-    @cached_property
+    @property
     def classes(self) -> list[Any]:
-        from curate.io.labels import class_order
-
-        # class_order sorts the distinct values: the distinct values suffice (no n-length list).
-        return class_order(pc.unique(self.label_column).to_pylist())
+        """The distinct labels, sorted (by type name, then value): class i is ``classes[i]``."""
+        return self._encoded[0]
 
     @cached_property
-    def y(self) -> np.ndarray:
-        """Class indices (n,) int64 in ``classes`` order; every class needs at least 2 rows."""
-        col = self.label_column
-        y = pc.index_in(col, value_set=pa.array(self.classes, type=col.type)).to_numpy(zero_copy_only=False).astype(np.int64)
+    def codes(self) -> np.ndarray:
+        """Class indices (n,) in ``classes`` order, int16 (int32 past 32767 classes): widen per
+        slice where int64 is needed. Every class needs at least 2 rows (InputError)."""
+        classes, codes = self._encoded
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
         who += " need" if " and " in who else " needs"
-        if len(self.classes) < 2:
-            raise InputError(f"{self.pool}: every row has label {self.classes[0]!r}; {who} at least 2 classes")
-        counts = np.bincount(y, minlength=len(self.classes))
+        if len(classes) < 2:
+            raise InputError(f"{self.pool}: every row has label {classes[0]!r}; {who} at least 2 classes")
+        counts = np.bincount(codes, minlength=len(classes))
         if counts.min() < 2:
-            c = self.classes[int(np.argmin(counts))]
+            c = classes[int(np.argmin(counts))]
             raise InputError(f"{self.pool}: class {c!r} has {int(counts.min())} row; {who} at least 2 rows per class")
-        return y
+        return codes
 
     @cached_property
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """The K snapshot heads' per-row scores reduced over K, each (n,) float64: ``el2n``,
-        ``ce``, ``grand`` (means) and with ``--std`` ``el2n_std``, ``ce_std``, ``grand_std``."""
+    def y(self) -> np.ndarray:
+        """Class indices (n,) int64 in ``classes`` order (n x 8 bytes; streamed code uses ``codes``)."""
+        return self.codes.astype(np.int64)
+
+    @cached_property
+    def snapshot(self) -> dict[str, Any]:
+        """The K snapshot heads' per-row scores reduced over K (``OverHeads``: (n,) float64 disk
+        columns): ``el2n``, ``ce``, ``grand``; their std over K with ``--std``."""
         from curate.scores.snapshot import snapshot_scores
 
-        return snapshot_scores(self.embeddings, self.y, len(self.classes), self.cfg, self.runtime, self.id_array)
+        return snapshot_scores(self.embeddings, self.codes, len(self.classes), self.cfg, self.runtime, self.id_view)
 
     @cached_property
     def il_model(self):

@@ -6,6 +6,7 @@ import pyarrow as pa
 import torch
 from torch.nn import functional as F
 
+from curate.io.columns import LazyColumn
 from curate.scores.base import LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, snapshot_params
 
 
@@ -24,9 +25,9 @@ class El2n(ScoreMethod):
     )
     needs = frozenset({LABELS, SNAPSHOT})
 
-    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
-        v = ctx.snapshot["el2n"]
-        return {"el2n": pa.array(v.mean(0)), **({"el2n_std": pa.array(v.std(0))} if ctx.cfg.std else {})}
+    def compute(self, ctx: ScoreContext) -> dict[str, LazyColumn]:
+        v = ctx.snapshot["el2n"]  # disk columns, read back batch by batch when written
+        return {"el2n": v.means, **({"el2n_std": v.stds} if ctx.cfg.std else {})}
 
     def provenance(self, ctx: ScoreContext) -> dict:
         return {"method": "el2n", "definition": "mean over K of ||softmax(f(x)) - onehot(y)||_2", **snapshot_params(ctx)}

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from curate.errors import InputError
+from curate.io.columns import LazyColumn
 from curate.models.heads import Ensemble
 from curate.scores.base import LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, snapshot_params
 
@@ -127,9 +128,9 @@ class Grand(ScoreMethod):
         if cfg.grand_at not in GRAND_AT:
             raise InputError(f"--grand-at {cfg.grand_at}: expected 'checkpoint' or 'init'")
 
-    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
-        v = ctx.snapshot["grand"]
-        return {"grand": pa.array(v.mean(0)), **({"grand_std": pa.array(v.std(0))} if ctx.cfg.std else {})}
+    def compute(self, ctx: ScoreContext) -> dict[str, LazyColumn]:
+        v = ctx.snapshot["grand"]  # disk columns, read back batch by batch when written
+        return {"grand": v.means, **({"grand_std": v.stds} if ctx.cfg.std else {})}
 
     def provenance(self, ctx: ScoreContext) -> dict:
         cfg = ctx.cfg

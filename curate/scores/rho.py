@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import torch
 
 from curate.errors import InputError
-from curate.scores.base import IL_MODEL, LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, finite, snapshot_params
+from curate.io.columns import DiskColumn, LazyColumn, MapColumn
+from curate.scores.base import IL_MODEL, LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, finite_column, snapshot_params
 
 
 def per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -34,15 +36,16 @@ class Rho(ScoreMethod):
         if not cfg.il:
             raise InputError("--method rho needs --il IL_DIR (train one with `curate il train HOLDOUT.parquet -o IL_DIR`)")
 
-    def compute(self, ctx: ScoreContext) -> dict[str, pa.Array]:
-        # Streamed over the pool: memory n x 8 bytes for the column, not the embeddings or n Python labels.
-        losses = ctx.il_model.pool_losses(ctx.embeddings, ctx.y, ctx.classes, ctx.id_array, str(ctx.pool))
-        il_loss = finite("il_loss", losses, ctx.id_array)
+    def compute(self, ctx: ScoreContext) -> dict[str, LazyColumn]:
+        # Streamed over the pool into a disk column: neither the embeddings nor an n-length array held.
+        losses = ctx.il_model.pool_losses(ctx.embeddings, ctx.codes, ctx.classes, ctx.id_view, str(ctx.pool),
+                                          out=DiskColumn(np.float64))
+        il_loss = finite_column("il_loss", losses, ctx.id_view)
         ce = ctx.snapshot["ce"]
-        target_loss = ce.mean(0)
-        out = {"target_loss": pa.array(target_loss), "il_loss": pa.array(il_loss), "rho": pa.array(target_loss - il_loss)}
+        target_loss = ce.means
+        out = {"target_loss": target_loss, "il_loss": il_loss, "rho": MapColumn(np.subtract, target_loss, il_loss)}
         if ctx.cfg.std:
-            out["target_loss_std"] = pa.array(ce.std(0))
+            out["target_loss_std"] = ce.stds
         return out
 
     def provenance(self, ctx: ScoreContext) -> dict:

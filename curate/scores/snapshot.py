@@ -12,8 +12,12 @@ d: dimension, P: parameters of one head, C: classes, h: widest hidden layer, M: 
 map's budget, 512 MiB of file pages): training 16 K P (weights, gradients, two AdamW moments) + 4 K b (d + 2h
 + C) (a batch and its activations) + 8 MiB (a block of the shuffled order) + M; the
 per-row pass 4 c d + 4 K c (2h + 2C) x 2 (activations and GraNd's gradients) + 24 K c (its
-outputs). What does grow with n, by design: labels and permutation n x 8 bytes each (the
-permutation only while it is drawn), each score column n x 8 bytes, and the id column.
+outputs). What does grow with n, by design: the labels as class codes (n x 2 bytes, int16),
+their int64 copy while training (n x 8) and each head's permutation while it is drawn (n x 16,
+one head at a time): about 26 bytes a row at the peak. The score columns are appended chunk by
+chunk to private files (:class:`~curate.io.columns.DiskColumn`, n x 8 bytes of disk each) and
+read back by row range when the output is written; the ids are read from the pool only to name
+a row in a message.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 from curate import progress
+from curate.io.columns import DiskColumn, LazyColumn
 from curate.io.matrix import Embeddings, MatrixRows
 from curate.models.heads import Ensemble, HeadSpec
 from curate.models.train import TrainConfig, train_ensemble
@@ -36,22 +41,28 @@ from curate.scores.rho import per_example_ce
 
 @dataclass(frozen=True)
 class OverHeads:
-    """A per-head score (K, n) kept only as its reductions over the K heads, each (n,) float64.
+    """A per-head score (K, n) kept only as its reductions over the K heads, each an (n,) float64
+    column on disk (``means``, and ``stds`` with ``--std``), read by row range.
 
-    ``mean(0)`` / ``std(0)`` return what the (K, n) array's would, bit for bit (numpy reduces
-    axis 0 row by row, so chunks of columns reduce identically); std exists only with ``--std``.
+    ``mean(0)`` / ``std(0)`` load what the (K, n) array's would give, bit for bit (numpy
+    reduces axis 0 row by row, so chunks of columns reduce identically): n x 8 bytes, for tests.
     """
 
-    mean_: np.ndarray
-    std_: np.ndarray | None
+    means: LazyColumn
+    stds: LazyColumn | None
 
     def mean(self, axis: int = 0) -> np.ndarray:
         assert axis == 0, "only the reduction over heads is kept"
-        return self.mean_
+        return self.means.to_numpy()
 
     def std(self, axis: int = 0) -> np.ndarray:
-        assert axis == 0 and self.std_ is not None, "the std over heads is kept only with --std"
-        return self.std_
+        assert axis == 0 and self.stds is not None, "the std over heads is kept only with --std"
+        return self.stds.to_numpy()
+
+    def close(self) -> None:
+        for c in (self.means, self.stds):
+            if c is not None:
+                c.close()
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,8 @@ def train_heads(X: np.ndarray | Embeddings, y: np.ndarray, n_classes: int, cfg, 
     init = Ensemble(spec, seeds_of(cfg)).to(runtime.device) if ("grand" in cfg.methods and cfg.grand_at == "init") else None
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     Xt = torch.from_numpy(X).to(runtime.device) if isinstance(X, np.ndarray) else X
-    yt = torch.from_numpy(y).to(runtime.device)
+    # Training indexes labels by int64 (cross-entropy's target type): a widened copy, freed on return.
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(runtime.device)
     # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
     with torch.random.fork_rng(devices=[]) if runtime.device == "cpu" else torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
@@ -123,6 +135,8 @@ def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: i
               ship_rows: bool = False) -> Iterator[RowTask]:
     """The per-row pass as tasks over consecutive row ranges of ``chunk`` rows, in pool order.
 
+    ``y``: (n,) class indices of any integer type (each task gets its slice as int64).
+
     ``ship_rows``: the task carries its rows rather than a range of the spilled file, for engines
     whose workers may run on other machines (the file is on this one); one chunk per task in flight.
     """
@@ -131,7 +145,8 @@ def row_tasks(ens: Ensemble, grand_state, X: Embeddings, y: np.ndarray, chunk: i
     grand = state if grand_state == "trained" else grand_state
     for s in range(0, X.n, chunk):
         rows = X.rows(s, s + chunk)
-        yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, rows.read() if ship_rows else rows, y[s:s + chunk], device)
+        yield RowTask(ens.spec.to_dict(), tuple(ens.seeds), state, grand, rows.read() if ship_rows else rows,
+                      y[s:s + chunk].astype(np.int64), device)
 
 
 def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, ids) -> dict[str, OverHeads]:
@@ -139,7 +154,9 @@ def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, 
 
     Returns ``el2n``, ``ce`` and (with GraNd) ``grand`` as :class:`OverHeads`: the mean over
     the K heads (and with ``cfg.std`` the population std), each (n,) float64, equal bit for bit
-    to ``v.mean(0)`` / ``v.std(0)`` of the (K, n) per-head array. ``ids``: (n,) for messages.
+    to ``v.mean(0)`` / ``v.std(0)`` of the (K, n) per-head array, written chunk by chunk to
+    private files (:class:`~curate.io.columns.DiskColumn`: no n-length array is held).
+    ``y``: (n,) class indices, any integer type. ``ids``: (n,) sliceable, read only for a message.
     """
     from curate.scores.base import finite
 
@@ -150,9 +167,9 @@ def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, 
         grand_state = "trained" if init is None else {k: v.detach().cpu() for k, v in init.state_dict().items()}
     keys = ("el2n", "ce") + (("grand",) if want_grand else ())
     n = X.n
-    out = {k: np.empty(n) for k in keys}
+    out = {k: DiskColumn(np.float64) for k in keys}
     if cfg.std:
-        out.update({f"{k}_std": np.empty(n) for k in keys})
+        out.update({f"{k}_std": DiskColumn(np.float64) for k in keys})
     start = 0
     with progress.bar("score", total=n) as bar:
         # The engine (runtime.executor(): threads, processes or Ray) returns the chunks in order.
@@ -163,9 +180,9 @@ def snapshot_scores(X: Embeddings, y: np.ndarray, n_classes: int, cfg, runtime, 
                 where = ids[start:start + b]
                 for k in keys:
                     v = finite(f"snapshot {k}", part[k].T, where, start).T
-                    out[k][start:start + b] = v.mean(0)
+                    out[k].append(v.mean(0))
                     if cfg.std:
-                        out[f"{k}_std"][start:start + b] = v.std(0)
+                        out[f"{k}_std"].append(v.std(0))
                 start += b
                 bar.advance(b)
     return {k: OverHeads(out[k], out.get(f"{k}_std")) for k in keys}
