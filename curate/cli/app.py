@@ -6,7 +6,6 @@ import errno
 import functools
 import json
 import os
-import signal
 import sys
 import traceback
 from typing import Any, Callable
@@ -17,6 +16,7 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort
 
 import curate
+from curate import cancel
 from curate.errors import CurateError
 from curate.io import lock
 
@@ -211,12 +211,17 @@ def emit(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]
             typer.echo(f"{k}: {v}")
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM (sent by CI, `timeout`, kill) unwinds like Ctrl-C: every `finally` and every
-    # temporary-file cleanup runs, then the process exits 143 (128 + SIGTERM).
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:  # console-script entry point
-    signal.signal(signal.SIGTERM, _terminate)
-    app()
+    # SIGTERM (sent by CI, `timeout`, kill) unwinds like Ctrl-C: every `finally` and every
+    # temporary-file cleanup runs, then the process exits 143 (128 + SIGTERM), 130 for SIGINT.
+    # The signal is also recorded (curate.cancel), so that one whose exception Python swallowed
+    # (raised inside a __del__) still stops the run at its next batch or commit.
+    cancel.install()
+    try:
+        app()
+    except SystemExit as e:
+        received = cancel.requested()
+        if received is not None and e.code in (0, None):
+            # Swallowed after the last check: the output may be complete, but the run was killed.
+            raise SystemExit(128 + received) from None
+        raise
