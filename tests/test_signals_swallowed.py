@@ -12,11 +12,10 @@ exception was swallowed.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,18 +71,24 @@ def _start(cwd: Path, argv: list, env: dict) -> subprocess.Popen:
 
 
 def _signal_at(p: subprocess.Popen, marker: str, sig: int) -> str:
-    """Wait for ``marker`` on the process's stderr, send ``sig``, return all of stderr."""
-    seen, deadline = [], time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if not select.select([p.stderr], [], [], 5)[0]:
-            continue
-        line = p.stderr.readline()
-        assert line, f"exited before {marker!r}: {''.join(seen)}"
-        seen.append(line)
-        if marker in line:
-            break
-    p.send_signal(sig)
-    _, rest = p.communicate(timeout=120)
+    """Wait for ``marker`` on the process's stderr, send ``sig``, return all of stderr.
+
+    Blocking reads, not select(): two lines can arrive in one read, and select() does not see
+    the second one waiting in Python's buffer.
+    """
+    guard = threading.Timer(300, p.kill)  # a run that never reaches the marker fails, not hangs
+    guard.start()
+    seen = []
+    try:
+        for line in p.stderr:
+            seen.append(line)
+            if marker in line:
+                break
+        assert marker in "".join(seen), f"exited before {marker!r}: {''.join(seen)}"
+        p.send_signal(sig)
+        _, rest = p.communicate(timeout=120)
+    finally:
+        guard.cancel()
     return "".join(seen) + rest
 
 
