@@ -19,6 +19,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from curate import cancel
+
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -55,10 +57,14 @@ class Bar:
         self._p, self._t = progress, task
 
     def advance(self, n: int = 1) -> None:
+        # Every long loop passes here once per batch: the place to act on a signal whose
+        # exception Python swallowed (see curate.cancel).
+        cancel.check()
         self._p.advance(self._t, n)
 
     def update(self, **fields) -> None:
         """Change the task's description, total or completed count (rich's ``Progress.update``)."""
+        cancel.check()
         self._p.update(self._t, **fields)
 
     def complete(self) -> None:

@@ -4,24 +4,61 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import json
 import os
-import signal
 import sys
 import traceback
 from typing import Any, Callable
 
 import typer
+import typer.main
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0.29 vendors click
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort
 
 import curate
+from curate import cancel
 from curate.errors import CurateError
-from curate.io import lock
+
+# Each subcommand's module, imported only when that command runs or shows its help: the modules
+# pull in torch, polars, matplotlib..., which `curate --help` and usage errors must not wait for.
+# The second field is the first line of the command's help, for `curate --help` (a test checks it).
+COMMANDS = {
+    "embed": ("curate.cli.embed", "Embed a text or image dataset into Parquet (id, label, embedding, passthrough columns)."),
+    "score": ("curate.cli.score", "Score every example; columns are keyed by id and re-runs keep other methods' columns."),
+    "prune": ("curate.cli.prune", "Keep the rows satisfying every --keep condition (and a --top/--fraction budget)."),
+    "report": ("curate.cli.report", "Write an HTML report: embedding map, histograms with quantiles, per-class tables, "
+                                    "rank correlations, examples."),
+    "train": ("curate.cli.train", "Train a head on POOL, each step on the points of a big batch picked by reducible loss."),
+    "il": ("curate.cli.il", "Irreducible-loss (IL) models for RHO-LOSS: train one on a holdout set, inspect one."),
+}
 
 class _Group(TyperGroup):
-    """The root command: click's usage errors become the same one line as every other error."""
+    """The root command: click's usage errors become the same one line as every other error.
+
+    Subcommands load lazily (:data:`COMMANDS`): a command's module is imported when it is named.
+    """
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(dict.fromkeys([*COMMANDS, *self.commands]))
+
+    def get_command(self, ctx, name: str):
+        if name not in self.commands and name in COMMANDS:
+            command = _load(name)
+            if command is not None:
+                self.commands[name] = command
+        return self.commands.get(name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        # The list in `curate --help` without importing every command: a placeholder with its help
+        # line stands in for a command not loaded yet (click shortens both the same way).
+        loaded = self.commands
+        try:
+            self.commands = {n: loaded.get(n) or TyperCommand(n, help=COMMANDS[n][1]) for n in self.list_commands(ctx)}
+            super().format_commands(ctx, formatter)
+        finally:
+            self.commands = loaded
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         try:
@@ -45,6 +82,19 @@ class _Group(TyperGroup):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _load(name: str):
+    """Import the module of subcommand ``name`` (it registers itself on :data:`app`); its click command."""
+    importlib.import_module(COMMANDS[name][0])
+    kw = {"pretty_exceptions_short": app.pretty_exceptions_short, "rich_markup_mode": app.rich_markup_mode}
+    for info in app.registered_commands:
+        if info.name == name:
+            return typer.main.get_command_from_info(info, **kw)
+    for info in app.registered_groups:
+        if info.name == name:
+            return typer.main.get_group_from_info(info, suggest_commands=app.suggest_commands, **kw)
+    return None
 
 
 def _plain_help() -> None:
@@ -195,6 +245,8 @@ def handle_errors(fn: Callable) -> Callable:
                 1,
             )
         finally:
+            from curate.io import lock  # here: it imports pyarrow, which `--help` need not wait for
+
             lock.release_all()
 
     return wrapper
@@ -211,12 +263,17 @@ def emit(summary: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]
             typer.echo(f"{k}: {v}")
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM (sent by CI, `timeout`, kill) unwinds like Ctrl-C: every `finally` and every
-    # temporary-file cleanup runs, then the process exits 143 (128 + SIGTERM).
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:  # console-script entry point
-    signal.signal(signal.SIGTERM, _terminate)
-    app()
+    # SIGTERM (sent by CI, `timeout`, kill) unwinds like Ctrl-C: every `finally` and every
+    # temporary-file cleanup runs, then the process exits 143 (128 + SIGTERM), 130 for SIGINT.
+    # The signal is also recorded (curate.cancel), so that one whose exception Python swallowed
+    # (raised inside a __del__) still stops the run at its next batch or commit.
+    cancel.install()
+    try:
+        app()
+    except SystemExit as e:
+        received = cancel.requested()
+        if received is not None and e.code in (0, None):
+            # Swallowed after the last check: the output may be complete, but the run was killed.
+            raise SystemExit(128 + received) from None
+        raise

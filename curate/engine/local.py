@@ -6,6 +6,8 @@ import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from curate import cancel
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -24,13 +26,22 @@ class InProcessExecutor:
     def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         if self.workers == 1:
             for task in tasks:
-                yield fn(task)
+                result = fn(task)
+                cancel.check()  # a signal swallowed inside the task (see curate.cancel) stops here
+                yield result
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="curate-shard") as pool:
             pending: collections.deque[Future] = collections.deque()
             for task in tasks:
                 pending.append(pool.submit(fn, task))
                 if len(pending) > self.workers:
-                    yield pending.popleft().result()
+                    yield _result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
+
+
+def _result(future: Future):
+    """The task's result; a signal swallowed meanwhile (see curate.cancel) is raised instead."""
+    result = future.result()
+    cancel.check()
+    return result

@@ -6,6 +6,8 @@ import collections
 from concurrent.futures import Future
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from curate import cancel
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -32,6 +34,13 @@ class ProcessExecutor:
             for task in tasks:
                 pending.append(pool.submit(fn, task))
                 if len(pending) >= 2 * self.workers:
-                    yield pending.popleft().result()
+                    yield _result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
+
+
+def _result(future: Future):
+    """The task's result; a signal swallowed meanwhile (see curate.cancel) is raised instead."""
+    result = future.result()
+    cancel.check()
+    return result

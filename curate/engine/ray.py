@@ -26,6 +26,7 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from curate import cancel
 from curate.errors import InputError
 
 T = TypeVar("T")
@@ -299,9 +300,12 @@ def _sigterm_exits():
 
 
 def _get(ray, ref):
-    """The task's result; a task's own error (bad input) is raised as itself, not wrapped."""
+    """The task's result; a task's own error (bad input) is raised as itself, not wrapped; a
+    signal swallowed meanwhile (see curate.cancel) is raised instead of the result."""
     try:
-        return ray.get(ref)
+        result = ray.get(ref)
+        cancel.check()
+        return result
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, BaseException):

@@ -7,11 +7,15 @@ outputs commits them through :func:`atomic_group`: all or none, with a journal f
 Test hook: ``CURATE_TEST_PAUSE_BEFORE_COMMIT=SECONDS`` sleeps just before each final rename and
 ``CURATE_TEST_PAUSE_BETWEEN_RENAMES=SECONDS`` between the renames of a group (only for the output
 named ``CURATE_TEST_PAUSE_PATH`` when that is set), announcing it on stderr, so that tests can
-send a signal at the worst moment. Unset in normal use.
+send a signal at the worst moment; with ``CURATE_TEST_PAUSE_IN_DEL=1`` that sleep runs inside a
+``__del__``, where Python swallows the exception a signal handler raises. Unset in normal use.
+
+Every commit first calls :func:`curate.cancel.check`: a run that received SIGTERM or SIGINT
+never renames or uploads its output, even if the handler's exception was swallowed.
 
 Object stores (``s3://...``, see :mod:`curate.io.fs`) have no rename: an output is written to a
-local temporary file, uploaded under ``<parent>/.curate-tmp-<NAME>/`` and copied onto NAME in
-one server-side request, so NAME is either the old object or the whole new one. The temporary
+local temporary file (in a :mod:`curate.io.staging` folder), uploaded under
+``<parent>/.curate-tmp-<NAME>/`` and copied onto NAME in one server-side request, so NAME is either the old object or the whole new one. The temporary
 prefix is removed on success, on failure and by the next run's :func:`check_output`. There is
 no lock there, and a group (``-o`` with ``--dropped``) is committed one object after the other.
 """
@@ -29,19 +33,43 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from curate import cancel
 from curate.errors import InputError
-from curate.io import lock, owned
+from curate.io import lock, owned, staging
 from curate.io.fs import RemotePath, as_path
 
 _TMP = "curate-"
+
+
+class _Pause:
+    """Test hook only: announce, then sleep; in ``__del__`` with CURATE_TEST_PAUSE_IN_DEL (the frame
+    where a signal's exception is swallowed), the announcement made there too, so a signal sent on
+    reading it lands inside."""
+
+    def __init__(self, line: str, seconds: float):
+        self.line, self.seconds = line, seconds
+
+    def __call__(self) -> None:
+        print(self.line, file=sys.stderr, flush=True)
+        # Short sleeps: a signal that another thread (torch's) received interrupts no sleep here,
+        # and its handler runs only when this thread next runs Python code.
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+
+    def __del__(self):
+        if os.environ.get("CURATE_TEST_PAUSE_IN_DEL"):
+            self()
 
 
 def _pause(var: str, *paths: Path) -> None:
     seconds = os.environ.get(var)
     only = os.environ.get("CURATE_TEST_PAUSE_PATH")
     if seconds and (not only or any(p.name == only for p in paths)):
-        print(f"curate: test hook: {var} {paths[0]}", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))
+        pause = _Pause(f"curate: test hook: {var} {paths[0]}", float(seconds))
+        if not os.environ.get("CURATE_TEST_PAUSE_IN_DEL"):
+            pause()
+        del pause  # with CURATE_TEST_PAUSE_IN_DEL, the pause runs here, in __del__
 
 
 def _stale_pattern(name: str) -> re.Pattern:
@@ -176,6 +204,7 @@ def _is_temp(path: Path) -> bool:
 
 def _swap_in(tmp: Path, path: Path) -> None:
     """Rename ``tmp`` onto ``path``; an existing directory is moved aside first and removed after."""
+    cancel.check()  # SIGTERM/SIGINT received, even if swallowed: never commit
     if not _is_temp(path):
         owned.record_pending(path, tmp)
     if path.is_dir() and not path.is_symlink():
@@ -276,6 +305,7 @@ def atomic_group(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
         journal = _journal(staged[0][1]) if staged else None
         _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", *(p for _, p in staged))
         for i, (t, p) in enumerate(staged):
+            cancel.check()  # a signal received (even if swallowed): undo below, commit nothing
             owned.record_pending(p, t)
             if p.exists() or p.is_symlink():
                 os.replace(p, entries[i]["backup"])
@@ -337,6 +367,7 @@ def _commit_remote(tmp: Path, path: RemotePath) -> None:
     if tmp.is_dir():
         raise InputError(f"{path}: folder outputs on object storage are not supported; write the folder locally and copy it")
     _pause("CURATE_TEST_PAUSE_BEFORE_COMMIT", path)
+    cancel.check()  # SIGTERM/SIGINT received, even if swallowed: never commit (upload checks again)
     owned.record_pending(path, tmp)
     path.upload(tmp)
     owned.record_done(path, staged=tmp)
@@ -344,7 +375,7 @@ def _commit_remote(tmp: Path, path: RemotePath) -> None:
 
 @contextlib.contextmanager
 def _remote_atomic_path(path: RemotePath) -> Iterator[Path]:
-    stage = Path(tempfile.mkdtemp(prefix="curate-upload-"))
+    stage = staging.make()  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
     try:
         tmp = stage / path.name
         yield tmp
@@ -357,7 +388,7 @@ def _remote_atomic_path(path: RemotePath) -> Iterator[Path]:
 @contextlib.contextmanager
 def _remote_group(finals: list) -> Iterator[list[Path]]:
     """:func:`atomic_group` when some outputs are objects: each is committed whole, one after the other."""
-    stage = Path(tempfile.mkdtemp(prefix="curate-upload-"))
+    stage = staging.make()  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
     tmps = []
     for i, p in enumerate(finals):
         if isinstance(p, RemotePath):

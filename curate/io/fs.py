@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from curate import cancel
 from curate.errors import InputError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -395,5 +396,6 @@ class RemotePath:
         with self._io():
             pafs.copy_files(str(local), tmp_path, source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=fs)
+            cancel.check()  # a signal received during the upload (even if swallowed): no copy
             fs.copy_file(tmp_path, path)
         self.staging().rmtree()
