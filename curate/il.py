@@ -78,20 +78,18 @@ def encode_labels(labels: list[Any], classes: list[Any], where: str, model: str)
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Split:
-    """One IL model's examples: ``rows`` (m,) int64 row numbers of the file (None: every row, m = n),
-    their ``classes`` (class_order), ``y`` (m,) int64 class indices, and the class-stratified
-    ``train`` / ``val`` positions into ``rows`` (sorted int64)."""
+    """One IL model's examples as :func:`_train_one` reads them: their ``classes`` (class_order of
+    their labels), how many ``rows``, and for each class-stratified part (train, val) the file's
+    row numbers (sorted int64) and the class indices (int64). Memory: 16 bytes an example."""
 
-    rows: np.ndarray | None
     classes: list[Any]
-    y: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
-
-    def file_rows(self, part: np.ndarray) -> np.ndarray:
-        return part if self.rows is None else self.rows[part]
+    rows: int
+    train_rows: np.ndarray
+    train_y: np.ndarray
+    val_rows: np.ndarray
+    val_y: np.ndarray
 
 
 def _read(path: str | Path, what: str) -> tuple[LabelCodes, dict]:
@@ -108,13 +106,18 @@ def _read(path: str | Path, what: str) -> tuple[LabelCodes, dict]:
 
 
 def _split(labels: LabelCodes, rows: np.ndarray | None, cfg: ILConfig, source: str) -> _Split:
+    """The train/val split of the file's ``rows`` ((m,) sorted int64; None: every row)."""
     classes, y = labels.classes(rows)
     if len(classes) < 2:
         raise InputError(f"{source}: only one class ({classes[0]!r}); an IL model needs at least two")
     tr, va = stratified_split(y, cfg.val_fraction, cfg.seed)
     if len(va) == 0:
         raise InputError(f"{source}: --val-fraction {cfg.val_fraction} leaves no validation rows")
-    return _Split(rows, classes, y, tr, va)
+    train_y, val_y = y[tr], y[va]
+    del y  # one n-length array fewer at the peak
+    if rows is not None:
+        tr, va = rows[tr], rows[va]
+    return _Split(classes, len(train_y) + len(val_y), tr, train_y, va, val_y)
 
 
 def _spill(path: str | Path, runtime: Runtime) -> Embeddings:
@@ -128,11 +131,11 @@ def _train_one(E: Embeddings, split: _Split, prov, cfg: ILConfig, source: str, r
     The same model and curve as training on the rows in memory (``train_with_validation``'s two
     forms). Memory: a few (train rows + val rows) x 8-byte index and label arrays, and one batch.
     """
-    classes, tr, va = split.classes, split.train, split.val
+    classes = split.classes
     spec = HeadSpec(arch=cfg.spec.arch, in_dim=E.d, n_classes=len(classes), hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
     dev = runtime.torch_device
-    Xtr, Xva = RowSubset(E, split.file_rows(tr)), RowSubset(E, split.file_rows(va))
-    ytr, yva = torch.from_numpy(split.y[tr]).to(dev), torch.from_numpy(split.y[va]).to(dev)
+    Xtr, Xva = RowSubset(E, split.train_rows), RowSubset(E, split.val_rows)
+    ytr, yva = torch.from_numpy(split.train_y).to(dev), torch.from_numpy(split.val_y).to(dev)
     ens = Ensemble(spec, [cfg.seed]).to(dev)
     # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
     with (torch.random.fork_rng(devices=[]) if dev.type == "cpu" else torch.random.fork_rng()), \
@@ -152,7 +155,7 @@ def _train_one(E: Embeddings, split: _Split, prov, cfg: ILConfig, source: str, r
         "architecture": spec.to_dict(),
         "labels": classes,
         "embedding_model": prov.get("embedding_model"),
-        "trained_on": {"path": source, "rows": len(split.y), "train_rows": len(tr), "val_rows": len(va),
+        "trained_on": {"path": source, "rows": split.rows, "train_rows": Xtr.n, "val_rows": Xva.n,
                        "fingerprint": fingerprint(source) if Path(source).exists() else None},
         "optimizer": cfg.train.to_dict(),
         "val_fraction": cfg.val_fraction, "patience": cfg.patience, "seed": cfg.seed,
@@ -193,13 +196,14 @@ def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILCon
     """
     out_dir = check_output(out_dir, overwrite, inputs=(pool,))
     labels, prov = _read(pool, "il train --cross-fit")
-    # Halves stratified by the labels' text, as they have always been drawn (the bytes of old models).
-    half1, half0 = stratified_split(labels.text_codes(), 0.5, cfg.seed + 7919)  # class-balanced halves
+    # Class-balanced halves, stratified by the labels' text as they have always been drawn.
+    half = np.zeros(len(labels.codes), dtype=np.int8)
+    half[stratified_split(labels.text_codes(), 0.5, cfg.seed + 7919)[0]] = 1
     configs = []
     with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
         E = None
-        for h, rows in ((0, half0), (1, half1)):
-            split = _split(labels, rows, cfg, str(pool))
+        for h in (0, 1):
+            split = _split(labels, np.flatnonzero(half == h), cfg, str(pool))
             if E is None:  # after the first half's checks: a bad split fails before the spill
                 E = stack.enter_context(_spill(pool, runtime))
             head, config = _train_one(E, split, prov, cfg, str(pool), runtime)
@@ -207,9 +211,7 @@ def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILCon
             store.save_head(tmp / f"half{h}", head, config)
             configs.append(config)
         stack.close()  # the spilled matrix goes before the assignment is written
-        half = np.zeros(len(labels.codes), dtype=np.int8)
-        half[half1] = 1
-        del labels, half0, half1
+        del labels
         _write_assignment(pool, half, tmp / "assignment.parquet")
         top = {"kind": "cross-fit", "halves": ["half0", "half1"], "assignment": "assignment.parquet",
                "rule": "an example in half h is scored by the model of the other half",

@@ -44,10 +44,10 @@ class LabelCodes:
         return classes, lut[sub]
 
     def text_codes(self) -> np.ndarray:
-        """(n,) int64 rank of each row's ``str(label)`` among the distinct texts, sorted:
+        """(n,) int32 rank of each row's ``str(label)`` among the distinct texts, sorted:
         ``np.unique([str(v) for v in labels], return_inverse=True)[1]`` without the n strings."""
         order = sorted(range(len(self.values)), key=lambda i: str(self.values[i]))
-        rank = np.empty(len(self.values), dtype=np.int64)
+        rank = np.empty(len(self.values), dtype=np.int32)
         rank[order] = np.arange(len(order))
         return rank[self.codes]
 

@@ -195,12 +195,17 @@ def eval_loss_acc(ens: Ensemble, X, y: torch.Tensor, chunk: int = 65536) -> tupl
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val), each sorted int64: ``fraction`` of each class to validation (at least
-    one where a class has 2+). ``y``: (n,) integer class codes. Memory: about n x 17 bytes."""
+    one where a class has 2+). ``y``: (n,) class labels (any sortable dtype; codes in [0, n] are
+    counted without sorting a copy). Memory: n x 8 (the order) + n + the results, 8 bytes a row."""
     rng = np.random.default_rng(seed)
     # Each class's rows in ascending order (a stable sort groups them), shuffled class by class in
     # class order: the same draws as shuffling np.flatnonzero(y == c) for each c, in O(n log n).
     order = np.argsort(y, kind="stable")
-    counts = np.unique(y, return_counts=True)[1]
+    if y.size and np.issubdtype(y.dtype, np.integer) and 0 <= y.min() and y.max() <= y.size:
+        counts = np.bincount(y)  # class codes: no sorted copy of y
+        counts = counts[counts > 0]
+    else:
+        counts = np.unique(y, return_counts=True)[1]
     is_val = np.zeros(len(y), dtype=bool)
     start = 0
     for count in counts:
