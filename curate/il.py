@@ -14,6 +14,7 @@ Formats ``--il`` accepts:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,18 +23,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from curate import progress
 from curate.errors import InputError
-from curate.io.atomic import atomic_dir, check_output
+from curate.io.atomic import atomic_dir, atomic_path, check_output
 from curate.io.columns import DiskColumn
-from curate.io.labels import class_order, require_labels
-from curate.io.parquet import embedding_array, read_provenance, read_table, write_table
+from curate.io.label_codes import LabelCodes, read_label_codes
+from curate.io.labels import require_labels
+from curate.io.matrix import Embeddings
+from curate.io.parquet import (ROW_GROUP_ROWS, WRITE_OPTIONS, embedding_array, open_parquet, open_stream, read_provenance,
+                               read_table)
 from curate.io.provenance import base_record, file_sha256, fingerprint
 from curate.models import store
 from curate.models.heads import Ensemble, HeadSpec
-from curate.models.train import TrainConfig, stratified_split, train_with_validation
+from curate.models.train import RowSubset, TrainConfig, stratified_split, train_with_validation
 from curate.runtime import CPU, Runtime
 from curate.scores.rho import per_example_ce
 
@@ -74,23 +79,70 @@ def encode_labels(labels: list[Any], classes: list[Any], where: str, model: str)
     return out
 
 
-def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str, runtime: Runtime) -> tuple[torch.nn.Sequential, dict[str, Any]]:
-    classes = class_order(labels)
-    y = encode_labels(labels, classes, source, "")
+@dataclass(frozen=True)
+class _Split:
+    """One IL model's examples as :func:`_train_one` reads them: their ``classes`` (class_order of
+    their labels), how many ``rows``, and for each class-stratified part (train, val) the file's
+    row numbers (sorted int64) and the class indices (int64). Memory: 16 bytes an example."""
+
+    classes: list[Any]
+    rows: int
+    train_rows: np.ndarray
+    train_y: np.ndarray
+    val_rows: np.ndarray
+    val_y: np.ndarray
+
+
+def _read(path: str | Path, what: str) -> tuple[LabelCodes, dict]:
+    """The labels of a labelled Parquet file as codes, and its provenance; the embeddings are
+    only checked to exist here (they are validated while spilled, see :func:`_spill`)."""
+    names = open_parquet(path).schema_arrow.names
+    for col in ("id", "embedding"):
+        if col not in names:
+            raise InputError(f"{path}: no {col!r} column; produce the file with `curate embed`")
+    labels = read_label_codes(path, what)
+    if len(labels.codes) == 0:
+        raise InputError(f"{path}: the dataset is empty")
+    return labels, read_provenance(path)
+
+
+def _split(labels: LabelCodes, rows: np.ndarray | None, cfg: ILConfig, source: str) -> _Split:
+    """The train/val split of the file's ``rows`` ((m,) sorted int64; None: every row)."""
+    classes, y = labels.classes(rows)
     if len(classes) < 2:
         raise InputError(f"{source}: only one class ({classes[0]!r}); an IL model needs at least two")
     tr, va = stratified_split(y, cfg.val_fraction, cfg.seed)
     if len(va) == 0:
         raise InputError(f"{source}: --val-fraction {cfg.val_fraction} leaves no validation rows")
-    spec = HeadSpec(arch=cfg.spec.arch, in_dim=X.shape[1], n_classes=len(classes), hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
+    train_y, val_y = y[tr], y[va]
+    del y  # one n-length array fewer at the peak
+    if rows is not None:
+        tr, va = rows[tr], rows[va]
+    return _Split(classes, len(train_y) + len(val_y), tr, train_y, va, val_y)
+
+
+def _spill(path: str | Path, runtime: Runtime) -> Embeddings:
+    """The file's embeddings in a private float32 matrix file (validated, deleted on close)."""
+    return Embeddings.from_parquet(path, batch_rows=min(65536, max(1024, runtime.chunk)))
+
+
+def _train_one(E: Embeddings, split: _Split, prov, cfg: ILConfig, source: str, runtime: Runtime) -> tuple[torch.nn.Sequential, dict[str, Any]]:
+    """Train one IL head on ``split``'s rows of ``E``, read from disk batch by batch.
+
+    The same model and curve as training on the rows in memory (``train_with_validation``'s two
+    forms). Memory: a few (train rows + val rows) x 8-byte index and label arrays, and one batch.
+    """
+    classes = split.classes
+    spec = HeadSpec(arch=cfg.spec.arch, in_dim=E.d, n_classes=len(classes), hidden=cfg.spec.hidden, dropout=cfg.spec.dropout)
     dev = runtime.torch_device
-    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    Xtr, Xva = RowSubset(E, split.train_rows), RowSubset(E, split.val_rows)
+    ytr, yva = torch.from_numpy(split.train_y).to(dev), torch.from_numpy(split.val_y).to(dev)
     ens = Ensemble(spec, [cfg.seed]).to(dev)
     # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
     with (torch.random.fork_rng(devices=[]) if dev.type == "cpu" else torch.random.fork_rng()), \
             progress.bar("il train", total=cfg.train.epochs, unit="epochs") as bar, runtime.activate():
         torch.manual_seed(cfg.seed)
-        ens, curve, best = train_with_validation(ens, Xt[tr], yt[tr], Xt[va], yt[va], cfg.train, cfg.patience,
+        ens, curve, best = train_with_validation(ens, Xtr, ytr, Xva, yva, cfg.train, cfg.patience,
                                                  on_epoch=lambda row: bar.update(
                                                      advance=1, description=f"il train (val loss {row['val_loss']:.4f})"))
         ran = len(curve) - 1
@@ -104,7 +156,7 @@ def _train_one(ids, labels, X, prov, cfg: ILConfig, source: str, runtime: Runtim
         "architecture": spec.to_dict(),
         "labels": classes,
         "embedding_model": prov.get("embedding_model"),
-        "trained_on": {"path": source, "rows": len(ids), "train_rows": len(tr), "val_rows": len(va),
+        "trained_on": {"path": source, "rows": split.rows, "train_rows": Xtr.n, "val_rows": Xva.n,
                        "fingerprint": fingerprint(source) if Path(source).exists() else None},
         "optimizer": cfg.train.to_dict(),
         "val_fraction": cfg.val_fraction, "patience": cfg.patience, "seed": cfg.seed,
@@ -122,10 +174,15 @@ def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(
     """Train an IL model on HOLDOUT and write a model directory. Returns its config.
 
     Training runs on ``runtime.device`` with ``runtime.threads`` torch threads (restored after).
+    The embeddings are read from a spilled copy on disk: memory is about n x 40 bytes (labels
+    as codes, index arrays, the shuffled order) plus one batch, not n x d x 4.
     """
     out_dir = check_output(out_dir, overwrite, inputs=(holdout,))
-    ids, labels, X, prov = read_labelled(holdout, "il train")
-    head, config = _train_one(ids, labels, X, prov, cfg, str(holdout), runtime)
+    labels, prov = _read(holdout, "il train")
+    split = _split(labels, None, cfg, str(holdout))  # before the spill: a bad split fails at once
+    del labels
+    with _spill(holdout, runtime) as E:
+        head, config = _train_one(E, split, prov, cfg, str(holdout), runtime)
     with atomic_dir(out_dir) as tmp:
         store.save_head(tmp, head, config)
     return config
@@ -133,21 +190,30 @@ def train_il(holdout: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(
 
 def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILConfig(), overwrite: bool = False,
                     runtime: Runtime = CPU) -> dict[str, Any]:
-    """No holdout: split POOL into two class-balanced halves and train one IL model on each."""
+    """No holdout: split POOL into two class-balanced halves and train one IL model on each.
+
+    Streamed like :func:`train_il`; the ids are read only to write ``assignment.parquet``, batch
+    by batch. Memory: about n x 30 bytes plus one batch.
+    """
     out_dir = check_output(out_dir, overwrite, inputs=(pool,))
-    ids, labels, X, prov = read_labelled(pool, "il train --cross-fit")
-    keys = np.array([str(v) for v in labels])
-    _, y = np.unique(keys, return_inverse=True)
-    half1, half0 = stratified_split(y, 0.5, cfg.seed + 7919)  # class-balanced halves
-    half = np.zeros(len(ids), dtype=np.int8)
-    half[half1] = 1
+    labels, prov = _read(pool, "il train --cross-fit")
+    # Class-balanced halves, stratified by the labels' text as they have always been drawn.
+    half = np.zeros(len(labels.codes), dtype=np.int8)
+    half[stratified_split(labels.text_codes(), 0.5, cfg.seed + 7919)[0]] = 1
     configs = []
-    with atomic_dir(out_dir) as tmp:
-        for h, idx in ((0, half0), (1, half1)):
-            head, config = _train_one([ids[i] for i in idx], [labels[i] for i in idx], X[idx], prov, cfg, str(pool), runtime)
+    with atomic_dir(out_dir) as tmp, contextlib.ExitStack() as stack:
+        E = None
+        for h in (0, 1):
+            split = _split(labels, np.flatnonzero(half == h), cfg, str(pool))
+            if E is None:  # after the first half's checks: a bad split fails before the spill
+                E = stack.enter_context(_spill(pool, runtime))
+            head, config = _train_one(E, split, prov, cfg, str(pool), runtime)
+            del split
             store.save_head(tmp / f"half{h}", head, config)
             configs.append(config)
-        write_table(pa.table({"id": pa.array(ids, pa.string()), "half": pa.array(half, pa.int8())}), tmp / "assignment.parquet")
+        stack.close()  # the spilled matrix goes before the assignment is written
+        del labels
+        _write_assignment(pool, half, tmp / "assignment.parquet")
         top = {"kind": "cross-fit", "halves": ["half0", "half1"], "assignment": "assignment.parquet",
                "rule": "an example in half h is scored by the model of the other half",
                "labels": configs[0]["labels"], "embedding_model": prov.get("embedding_model"),
@@ -155,6 +221,24 @@ def train_cross_fit(pool: str | Path, out_dir: str | Path, cfg: ILConfig = ILCon
                "val_loss": [c["val_loss"] for c in configs], "chosen_epoch": [c["chosen_epoch"] for c in configs]}
         (tmp / store.CONFIG).write_text(json.dumps(top, indent=1, sort_keys=True, default=str))
     return top
+
+
+def _write_assignment(pool: str | Path, half: np.ndarray, path: Path) -> None:
+    """``assignment.parquet`` (id string, half int8) written batch by batch: the same file as writing
+    the whole table (``write_table``'s options and row groups), one row group held at a time."""
+    schema = pa.schema([("id", pa.string()), ("half", pa.int8())])
+    try:
+        batches = open_stream(pool).iter_batches(batch_size=ROW_GROUP_ROWS, columns=["id"], use_threads=False)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as writer:
+            start = 0
+            for batch in batches:
+                stop = start + batch.num_rows
+                ids = batch.column(0).cast(pa.string())
+                writer.write_table(pa.table([ids, pa.array(half[start:stop], pa.int8())], schema=schema),
+                                   row_group_size=ROW_GROUP_ROWS)
+                start = stop
+    except (OSError, pa.ArrowException) as e:
+        raise InputError(f"{pool}: could not read the ids ({type(e).__name__}: {e})") from None
 
 
 class ILModel:

@@ -146,25 +146,79 @@ def logits(ens: Ensemble, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     return torch.cat([ens(X[i:i + chunk]) for i in range(0, X.shape[0], chunk)], dim=1)
 
 
+class RowSubset:
+    """Rows ``index`` of an on-disk ``curate.io.matrix.Embeddings``, seen as a matrix of their own.
+
+    ``take(i)`` gives rows ``index[i]`` (i: an index array of any shape, or a slice): what
+    :func:`train_epoch` (through :func:`_batches`) and :func:`eval_loss_acc` read. ``index``:
+    (m,) int64 row numbers into ``rows``; memory: the index, m x 8 bytes.
+    """
+
+    def __init__(self, rows, index: np.ndarray):
+        self.rows, self.index = rows, np.asarray(index, dtype=np.int64)
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    @property
+    def scratch(self) -> Path:
+        return self.rows.scratch
+
+    def take(self, i) -> np.ndarray:
+        return self.rows.take(self.index[i])
+
+
 @torch.no_grad()
-def eval_loss_acc(ens: Ensemble, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    out = logits(ens, X)[0]
-    return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
+def eval_loss_acc(ens: Ensemble, X, y: torch.Tensor, chunk: int = 65536) -> tuple[float, float]:
+    """Member 0's mean cross-entropy and accuracy on (X, y), as Python floats of the float32 values.
+
+    ``X``: a (N, d) tensor, or a :class:`RowSubset` read ``chunk`` rows at a time (memory: one
+    chunk, plus N x 5 bytes of per-row results), giving the same two floats: the rows go through
+    the model in the same chunks as :func:`logits` takes, and the per-row losses are averaged by
+    the kernel ``cross_entropy`` itself averages with (``nll_loss``, whose summation order
+    depends only on N).
+    """
+    if isinstance(X, torch.Tensor):
+        out = logits(ens, X, chunk)[0]
+        return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
+    ens.eval()
+    losses, hits = [], []
+    for s in range(0, X.n, chunk):
+        out = ens(torch.from_numpy(X.take(slice(s, s + chunk))).to(y.device))[0]
+        yb = y[s:s + chunk]
+        losses.append(F.cross_entropy(out, yb, reduction="none"))
+        hits.append(out.argmax(1) == yb)
+    per_row = torch.cat(losses)
+    # nll_loss of the (N, 1) matrix -per_row against class 0 sums exactly per_row, in cross_entropy's order.
+    loss = F.nll_loss(-per_row[:, None], torch.zeros(len(per_row), dtype=torch.long, device=per_row.device))
+    return float(loss), float(torch.cat(hits).float().mean())
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): ``fraction`` of each class to validation (at least one where a class has 2+)."""
+    """Indices (train, val), each sorted int64: ``fraction`` of each class to validation (at least
+    one where a class has 2+). ``y``: (n,) class labels (any sortable dtype; codes in [0, n] are
+    counted without sorting a copy). Memory: n x 8 (the order) + n + the results, 8 bytes a row."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    # Each class's rows in ascending order (a stable sort groups them), shuffled class by class in
+    # class order: the same draws as shuffling np.flatnonzero(y == c) for each c, in O(n log n).
+    order = np.argsort(y, kind="stable")
+    if y.size and np.issubdtype(y.dtype, np.integer) and 0 <= y.min() and y.max() <= y.size:
+        counts = np.bincount(y)  # class codes: no sorted copy of y
+        counts = counts[counts > 0]
+    else:
+        counts = np.unique(y, return_counts=True)[1]
+    is_val = np.zeros(len(y), dtype=bool)
+    start = 0
+    for count in counts:
+        idx = order[start:start + count]
+        start += count
         rng.shuffle(idx)
         n_val = int(round(len(idx) * fraction))
         if fraction > 0 and len(idx) >= 2:
             n_val = min(max(n_val, 1), len(idx) - 1)
-        val.extend(idx[:n_val])
-        train.extend(idx[n_val:])
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+        is_val[idx[:n_val]] = True
+    return np.flatnonzero(~is_val).astype(np.int64, copy=False), np.flatnonzero(is_val).astype(np.int64, copy=False)
 
 
 def train_with_validation(ens: Ensemble, Xtr, ytr, Xval, yval, cfg: TrainConfig, patience: int,
@@ -173,6 +227,10 @@ def train_with_validation(ens: Ensemble, Xtr, ytr, Xval, yval, cfg: TrainConfig,
 
     Stops after ``patience`` epochs without improvement. Returns (best model, curve, best epoch);
     epoch 0 is the initialisation, so a model that never improves is returned untrained.
+
+    ``Xtr`` / ``Xval``: (n, d) tensors in memory, or :class:`RowSubset` rows of an on-disk matrix
+    (streamed: memory independent of n beyond the index arrays); the same model and curve either
+    way. ``ytr`` / ``yval``: int64 class indices on the training device, one per row.
     """
     opt = make_optimizer(ens.parameters(), cfg)
     vl, va = eval_loss_acc(ens, Xval, yval)
