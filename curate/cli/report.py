@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from curate.cli.app import app, emit, handle_errors
-from curate.report.build import MAX_EXAMPLES, MAX_SAMPLE, MIN_SAMPLE
+from curate.report.limits import MAX_EXAMPLES, MAX_SAMPLE, MIN_SAMPLE
 
 
 @app.command("report")

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import curate
-from curate.io.fs import as_path
 
 METADATA_KEY = b"curate"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Content hash of a file, streamed so memory stays flat for large files."""
+    from curate.io.fs import as_path  # here: pyarrow.fs, which `curate embed --help` need not wait for
+
     h = hashlib.sha256()
     with as_path(path).open("rb") as f:
         while block := f.read(chunk):
@@ -25,6 +26,8 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
     """Path (a URI as given), size and content hash of one input file."""
+    from curate.io.fs import as_path
+
     p = as_path(path)
     return {"path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)}
 

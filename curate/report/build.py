@@ -18,9 +18,7 @@ from curate.errors import InputError
 from curate.io.parquet import read_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.report import data, html, output, plots, snippets
-
-MAX_EXAMPLES = 100
-MIN_SAMPLE, MAX_SAMPLE = 100, 200_000
+from curate.report.limits import MAX_EXAMPLES, MAX_SAMPLE, MIN_SAMPLE
 
 
 def _flagged(df: pl.DataFrame, n: int) -> dict[str, list[int]]:
