@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from curate.engine import ENGINES
 from curate.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Fields that only say where tasks run: they never change an output byte, so provenance omits them.
@@ -28,6 +29,9 @@ SCHEDULING = ("engine", "workers", "ray_address", "cpus_per_worker", "gpus_per_w
 
 def resolve_device(name: str | None = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is checked, not guessed."""
+    # torch is imported where it is used: `--help` and option errors build a Runtime without it.
+    import torch
+
     name = (name or "auto").strip().lower()
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -116,11 +120,15 @@ class Runtime:
 
     @property
     def torch_device(self) -> torch.device:
+        import torch
+
         return torch.device(self.device)
 
     @contextlib.contextmanager
     def activate(self) -> Iterator["Runtime"]:
         """Apply the thread count for the duration of the block, then restore torch's."""
+        import torch
+
         before = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -130,6 +138,8 @@ class Runtime:
             torch.set_num_threads(before)
 
     def to_dict(self) -> dict[str, Any]:
+        import torch
+
         d = {k: v for k, v in asdict(self).items() if k not in SCHEDULING}
         d["torch_threads"] = self.threads or torch.get_num_threads()
         if self.device.startswith("cuda"):

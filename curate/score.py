@@ -10,7 +10,6 @@ footer under ``scores``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,60 +19,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from curate.checks import int_in
 from curate.errors import InputError
 from curate.io.atomic import atomic_path, check_output
 from curate.io.columns import LazyColumn, as_column
 from curate.io.fs import as_path
 from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, compact_scores, open_parquet, open_stream, read_provenance, with_provenance
 from curate.io.provenance import base_record, fingerprint
-from curate.models.heads import HeadSpec
-from curate.models.train import TrainConfig
 from curate.runtime import CPU, Runtime
+from curate.score_config import DEFAULT_EPOCHS, ScoreConfig  # noqa: F401  (re-exported)
 from curate.scores.base import ScoreContext
-from curate.scores.dedup import DedupConfig
-from curate.scores.gio import GioConfig
-from curate.scores.grand import GRAND_AT
-from curate.scores.registry import METHODS, get
-
-DEFAULT_EPOCHS = 3
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Options of a score run (see ``curate score --help``); checked on construction.
-
-    ``train.epochs`` is the one epoch count (snapshot heads train that long before scoring).
-    """
-
-    methods: tuple[str, ...] = ("el2n",)
-    seeds: int = 10
-    spec: HeadSpec = field(default_factory=lambda: HeadSpec(arch="mlp"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=DEFAULT_EPOCHS))
-    grand_at: str = "checkpoint"  # "checkpoint" (epoch t) or "init" (the paper's t = 0)
-    std: bool = False
-    seed: int = 0
-    il: str | None = None
-    target: str | None = None
-    gio: GioConfig = field(default_factory=GioConfig)
-    lq_folds: int = 5
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    trust_torchscript: bool = False
-
-    @property
-    def epochs(self) -> int:
-        return self.train.epochs
-
-    def __post_init__(self):
-        if not self.methods:
-            raise InputError(f"pass at least one --method ({', '.join(METHODS)})")
-        int_in("--seeds", self.seeds, 1, 1000)
-        int_in("--seed", self.seed, 0, 2**31 - 1)
-        int_in("--lq-folds", self.lq_folds, 2, 1000)
-        if self.grand_at not in GRAND_AT:
-            raise InputError(f"--grand-at {self.grand_at}: expected 'checkpoint' or 'init'")
-        for m in self.methods:
-            get(m).check(self)
+from curate.scores.registry import METHODS
 
 
 def _write_streaming(pool: Path, output: Path, keep: list[str], new: dict[str, pa.Array | LazyColumn], record: dict) -> None:

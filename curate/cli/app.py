@@ -245,9 +245,11 @@ def handle_errors(fn: Callable) -> Callable:
                 1,
             )
         finally:
-            from curate.io import lock  # here: it imports pyarrow, which `--help` need not wait for
-
-            lock.release_all()
+            # A command that took a lock imported the module; one that failed on its options did not,
+            # and need not wait for it (it imports pyarrow).
+            lock = sys.modules.get("curate.io.lock")
+            if lock is not None:
+                lock.release_all()
 
     return wrapper
 

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import typer
 
 from curate.cli import engine_options as eo
 from curate.cli.app import app, emit, handle_errors
-from curate.models.heads import ARCHITECTURES, HeadSpec
-from curate.models.train import TrainConfig
+from curate.models.config import ARCHITECTURES, HeadSpec, TrainConfig
 from curate.runtime import Runtime
-from curate.score import ScoreConfig
-from curate.scores.dedup import DedupConfig
-from curate.scores.gio import ESTIMATORS, V_INITS, GioConfig
-from curate.scores.grand import GRAND_AT
-from curate.scores.registry import METHODS, MethodName
+from curate.score_config import GRAND_AT, ScoreConfig
+from curate.scores.catalog import SUMMARIES, MethodName
+from curate.scores.dedup_config import DedupConfig
+from curate.scores.gio_config import ESTIMATORS, V_INITS, GioConfig
 
-# Defaults come from the library's dataclasses: one source of truth for the CLI and the API.
-_S, _H, _G, _R = ScoreConfig(), HeadSpec(), GioConfig(), Runtime()
+def _defaults(cls) -> SimpleNamespace:
+    """The field defaults of a dataclass, without constructing it: ``ScoreConfig()`` would run
+    every method's checks, which import the methods' code (torch, pyarrow)."""
+    return SimpleNamespace(**{f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                              for f in fields(cls)})
+
+
+# Defaults come from the library's dataclasses: one source of truth for the CLI and the API. Their
+# modules import no torch, polars or pyarrow, so `--help` and option errors answer at once.
+_S, _H, _G, _R = _defaults(ScoreConfig), HeadSpec(), GioConfig(), Runtime()
 _T = _S.train
 
 
@@ -30,12 +38,12 @@ def _choices(name: str, values) -> type[Enum]:
 
 Arch, GrandAt, Estimator, VInit = (_choices("Arch", ARCHITECTURES), _choices("GrandAt", GRAND_AT),
                                    _choices("Estimator", ESTIMATORS), _choices("VInit", V_INITS))
-_METHOD_HELP = "; ".join(m.summary for m in METHODS.values())
+_METHOD_HELP = "; ".join(SUMMARIES.values())
 
 
 def _human(s: dict) -> str:
     lines = [f"{s['output']}\t{s['rows']} rows, columns: {', '.join(s['columns'])}"]
-    for name in METHODS:
+    for name in SUMMARIES:
         v = s.get(name)
         if isinstance(v, dict) and "mean" in v:
             lines.append(f"  {name}: mean {v['mean']:.4g}  min {v['min']:.4g}  max {v['max']:.4g}")
@@ -99,13 +107,10 @@ def score_cmd(
         curate score work/train.parquet --method el2n --engine ray --ray-address auto --workers 8 -o work/scored.parquet
     """
     from curate.checks import int_in
-    from curate.score import score
 
     if depth is not None:
         int_in("--depth", depth, 1, 100)
     hid = tuple(hidden) if depth is None else tuple([hidden[0]] * depth)
-    runtime = Runtime.build(device, threads=threads, chunk=chunk, engine=engine, workers=workers, ray_address=ray_address,
-                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     cfg = ScoreConfig(
         methods=tuple(dict.fromkeys(m.value for m in method)), seeds=seeds,
         spec=HeadSpec(arch=arch.value, hidden=hid, dropout=dropout),
@@ -117,4 +122,9 @@ def score_cmd(
                       lr=gio_lr, first_iter_steps=gio_first_steps, later_steps=gio_steps, init_points=gio_init_points,
                       clusters=clusters, seed=seed),
     )
+    # After the options' checks: resolving the device imports torch, and a bad number need not wait for it.
+    runtime = Runtime.build(device, threads=threads, chunk=chunk, engine=engine, workers=workers, ray_address=ray_address,
+                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    from curate.score import score
+
     emit(score(pool, output, cfg, overwrite=overwrite, runtime=runtime), json_out, _human)

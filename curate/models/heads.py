@@ -9,53 +9,11 @@ can be taken out as an ordinary ``nn.Sequential`` with :meth:`Ensemble.member`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from curate.checks import float_in, int_in
-from curate.errors import InputError
-
-ARCHITECTURES = ("linear", "mlp")
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """Architecture of a head: ``linear`` (in -> classes) or ``mlp`` (in -> hidden... -> classes, ReLU)."""
-
-    arch: str = "mlp"
-    in_dim: int = 0
-    n_classes: int = 0
-    hidden: tuple[int, ...] = (256,)
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.arch not in ARCHITECTURES:
-            raise InputError(f"--arch {self.arch}: expected one of {', '.join(ARCHITECTURES)}")
-        float_in("--dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        if self.arch == "mlp" and not self.hidden:
-            raise InputError("--hidden: an mlp head needs at least one hidden size")
-        for h in self.hidden:
-            int_in("--hidden", h, 1, 1_000_000)
-        int_in("in_dim", self.in_dim, 0, 10**7)
-        int_in("n_classes", self.n_classes, 0, 10**7)
-
-    @property
-    def sizes(self) -> list[int]:
-        hidden = list(self.hidden) if self.arch == "mlp" else []
-        return [self.in_dim, *hidden, self.n_classes]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden) if self.arch == "mlp" else []
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HeadSpec":
-        return cls(arch=d["arch"], in_dim=int(d["in_dim"]), n_classes=int(d["n_classes"]),
-                   hidden=tuple(d.get("hidden") or ()), dropout=float(d.get("dropout", 0.0)))
+from curate.models.config import ARCHITECTURES, HeadSpec  # noqa: F401  (re-exported)
 
 
 def build_head(spec: HeadSpec) -> nn.Sequential:

@@ -4,44 +4,20 @@ checkpoint selection (lowest validation loss, early stopping with patience)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from curate.checks import float_in, int_in
-from curate.errors import InputError
+from curate.models.config import TrainConfig  # noqa: F401  (re-exported)
 from curate.models.heads import Ensemble
 
 # The optimiser named in TrainConfig (and recorded in provenance) is the one that runs.
-OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
+OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}  # keys: curate.models.config.OPTIMIZER_NAMES
 # Indices of the shuffled order held at once when training from disk (K members together): 8 MiB.
 ORDER_BLOCK = 2**20
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimiser and schedule: AdamW with PyTorch's defaults unless told otherwise."""
-
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.01  # torch.optim.AdamW's default
-    optimizer: str = "AdamW"  # a key of OPTIMIZERS
-
-    def __post_init__(self):
-        int_in("--epochs", self.epochs, 0, 100_000)
-        int_in("--batch-size", self.batch_size, 1, 10**8)
-        float_in("--lr", self.lr, 0.0, 1e3, lo_open=True)
-        float_in("--weight-decay", self.weight_decay, 0.0, 1e3)
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer {self.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _permutations(n: int, seeds: list[int], epoch: int) -> torch.Tensor:

@@ -38,8 +38,6 @@ Zero vectors have no direction, so cosine is undefined: they are an InputError n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,11 +46,10 @@ import pyarrow.compute as pc
 
 from curate.errors import InputError
 from curate.scores.base import Column, ScoreMethod
+from curate.scores.dedup_config import DEFAULT_THRESHOLD, EXACT_MAX, DedupConfig, check_threshold  # noqa: F401  (re-exported)
 
-DEFAULT_THRESHOLD = 0.95
 TOL = 1e-6
 TIE = 1e-6
-EXACT_MAX = 50_000
 BLOCK_BYTES = 256 << 20
 COLUMNS = {
     "dup_of": "id of the kept row of this row's near-duplicate group; null for kept rows and rows in no group",
@@ -64,17 +61,6 @@ AGAINST_COLUMNS = {
     "contam_of": "id of the nearest evaluation row when cosine >= threshold; null otherwise",
     "contam_sim": "cosine to the nearest evaluation row, in [-1, 1]; higher = more contaminated",
 }
-
-
-def check_threshold(threshold: float) -> float:
-    """Return ``threshold`` as a float in (0, 1]; anything else (nan, <= 0, > 1) is an InputError."""
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError):
-        raise InputError(f"--dedup-threshold {threshold!r} is not a number; give a cosine in (0, 1], e.g. 0.95")
-    if not (0.0 < t <= 1.0):  # also false for nan
-        raise InputError(f"--dedup-threshold {threshold!r} is outside (0, 1]; give a cosine such as 0.95")
-    return t
 
 
 def parse_keep_by(spec: str, columns) -> tuple[str, bool]:
@@ -345,23 +331,6 @@ def dedup_score(pool, ids, X: np.ndarray, pool_provenance: dict, threshold: floa
     if against is not None:
         prov["against"] = fingerprint(against)
     return cols, prov
-
-
-@dataclass(frozen=True)
-class DedupConfig:
-    """Options of ``--method dedup`` (``ScoreConfig.dedup``): see ``dedup_columns``."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    keep_by: str | None = None  # COLUMN, COLUMN:max or COLUMN:min of the pool file
-    against: str | None = None  # evaluation Parquet from `curate embed`
-    exact_max: int = EXACT_MAX
-    nprobe: int = 16
-
-    def check(self) -> None:
-        """Refuse bad options before any file is read (InputError, one line)."""
-        check_threshold(self.threshold)
-        if self.against is not None and not Path(self.against).is_file():
-            raise InputError(f"--dedup-against {self.against}: no such file; give a Parquet from `curate embed`")
 
 
 class Dedup(ScoreMethod):

@@ -18,9 +18,8 @@ from torch.nn import functional as F
 from curate.errors import InputError
 from curate.io.columns import LazyColumn
 from curate.models.heads import Ensemble
+from curate.score_config import GRAND_AT
 from curate.scores.base import LABELS, SNAPSHOT, Column, ScoreContext, ScoreMethod, snapshot_params
-
-GRAND_AT = ("checkpoint", "init")
 
 
 def ensemble_grand(ens: Ensemble, X: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> torch.Tensor:

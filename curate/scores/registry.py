@@ -1,13 +1,13 @@
 """Every score method by name: ``curate score --method``, its help, its summary and ``report``'s known columns.
 
-Adding a method: one module with a ``ScoreMethod`` subclass, one line here.
+Adding a method: one module with a ``ScoreMethod`` subclass, one line here and its name and
+summary in ``curate.scores.catalog`` (what ``--help`` reads without importing the methods).
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 from curate.scores.base import Column, ScoreMethod
+from curate.scores.catalog import MethodName  # noqa: F401  (re-exported)
 from curate.scores.dedup import Dedup
 from curate.scores.el2n import El2n
 from curate.scores.gio import Gio
@@ -16,9 +16,6 @@ from curate.scores.label_quality import LabelQuality
 from curate.scores.rho import Rho
 
 METHODS: dict[str, ScoreMethod] = {m.name: m for m in (El2n(), Grand(), Rho(), Gio(), LabelQuality(), Dedup())}
-
-# typer checks --method against this and lists the choices in --help.
-MethodName = Enum("MethodName", {name: name for name in METHODS}, type=str)
 
 
 def get(name: str) -> ScoreMethod:
