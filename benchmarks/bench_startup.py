@@ -3,7 +3,7 @@
     python benchmarks/bench_startup.py BEFORE_REPO AFTER_REPO [--repeats 5]
 
 Each run is a fresh `python -m curate ...` with PYTHONPATH set to the checkout; prints one line per
-command: median seconds of each side and after/before. About 2 minutes on a quiet 2-core machine.
+command: median seconds of each side and after/before. About 3 minutes on a quiet 2-core machine.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
-COMMANDS = [["--help"], ["embed", "--help"], ["score", "--help"], ["prune", "--help"], ["il", "train", "--help"],
-            ["train", "--steps", "x", "p.parquet", "-o", "o"]]
+COMMANDS = [["--help"], ["embed", "--help"], ["score", "--help"], ["report", "--help"], ["prune", "--help"],
+            ["il", "train", "--help"], ["train", "--steps", "x", "p.parquet", "-o", "o"],
+            ["score", "p.parquet", "-o", "o", "-m", "el2n", "--seeds", "0"]]
 
 
 def once(repo: str, args: list[str]) -> float:
