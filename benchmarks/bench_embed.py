@@ -18,7 +18,7 @@ and GIO overlap within 0.01 of torch's (torch's own overlap is 1).
 
 The run time grows with --rows; after a run the script prints its estimate for --rows 10000.
 
-    python benchmarks/bench_embed.py [--rows 10000] [--repeats 3] [--backends torch onnx onnx-int8 openvino]
+    python benchmarks/bench_embed.py [--rows 10000] [--repeats 3] [--backends torch onnx onnx-int8 openvino] [--write]
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx", "onnx-int8", "openvino"])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/bench_embed.md (quiet-machine runs only)")
     args = ap.parse_args()
     import pyarrow.parquet as pq
 
@@ -189,10 +190,12 @@ def main() -> None:
     print(f"estimate for --rows 10000 on this machine: {', '.join(f'{k} {v / 60:.1f} min' for k, v in per_run.items())} "
           f"per run; {args.repeats} repeats take about {args.repeats * sum(per_run.values()) / 60:.0f} min",
           file=sys.stderr)
+    if not args.write:
+        return
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "bench_embed.md").write_text(
         f"# Text embedding backends vs SentenceTransformer.encode\n\n{datetime.date.today()}, "
-        f"`python benchmarks/bench_embed.py --rows {args.rows} --repeats {args.repeats} --backends {' '.join(args.backends)}`, "
+        f"`python benchmarks/bench_embed.py --rows {args.rows} --repeats {args.repeats} --backends {' '.join(args.backends)} --write`, "
         f"batch size {args.batch_size}, {args.threads} threads, BBC News paragraphs, all-MiniLM-L6-v2; each run a fresh "
         "process (model load included), variants alternated, medians. Cosine, el2n AUROC (10 % flipped labels) "
         "and GIO picks (Jaccard of selected ids) against torch float32.\n\n" + table + "\n")
