@@ -10,10 +10,15 @@ second run finds them cached.
 
 Quality, per backend, against torch float32 (raw `encode`): mean and 1st-percentile cosine of
 the same row's vectors, and the label-noise AUROC of el2n: 10 % of the labels flipped (seed 0),
-`curate score -m el2n`, AUROC of flipped vs clean. The default backend must be the fastest
-with mean cosine >= 0.99 and el2n AUROC within 0.01 of torch's.
+`curate score -m el2n`, AUROC of flipped vs clean; and GIO's picks: the paragraphs of one
+category at even positions are the target, every other paragraph the pool, `curate score -m gio`
+(knn estimator, budget a tenth of the pool), and the Jaccard overlap of each backend's selected
+ids with torch's. The default backend must be the fastest with mean cosine >= 0.99, el2n AUROC
+and GIO overlap within 0.01 of torch's (torch's own overlap is 1).
 
-    python benchmarks/bench_embed.py [--rows 10000] [--repeats 3] [--backends torch onnx onnx-int8 openvino]
+The run time grows with --rows; after a run the script prints its estimate for --rows 10000.
+
+    python benchmarks/bench_embed.py [--rows 10000] [--repeats 3] [--backends torch onnx onnx-int8 openvino] [--write]
 """
 
 from __future__ import annotations
@@ -98,13 +103,43 @@ def el2n_auroc(embedded: Path, workdir: Path) -> float:
     return float(roc_auc_score(flipped, pq.read_table(scored).column("el2n").to_numpy()))
 
 
+GIO_TARGET = "tech"  # the category whose even-positioned paragraphs form GIO's target set
+
+
+def gio_picks(embedded: Path, workdir: Path) -> set[str]:
+    """Ids GIO selects from ``embedded``'s pool toward its target (see the module docstring)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from _data import curate
+    from curate.io.parquet import read_provenance, write_table
+
+    t = pq.read_table(embedded)
+    labels = np.array(t.column("label").to_pylist())
+    is_target = (labels == GIO_TARGET) & (np.arange(t.num_rows) % 2 == 0)
+    pool, target = workdir / f"{embedded.stem}-gio-pool.parquet", workdir / f"{embedded.stem}-gio-target.parquet"
+    record = read_provenance(embedded)
+    write_table(t.filter(pa.array(~is_target)), pool, record)
+    write_table(t.filter(pa.array(is_target)), target, record)
+    scored = workdir / f"{embedded.stem}-gio.parquet"
+    curate("score", pool, "-m", "gio", "--target", target, "--budget", max(1, int((~is_target).sum()) // 10),
+           "-o", scored, "--overwrite")
+    s = pq.read_table(scored, columns=["id", "gio_selected"])
+    return {i for i, keep in zip(s.column("id").to_pylist(), s.column("gio_selected").to_pylist()) if keep}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--rows", type=int, default=10_000, help="paragraphs embedded per run (BBC News has about 10,000+)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx", "onnx-int8", "openvino"])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/bench_embed.md (quiet-machine runs only)")
     args = ap.parse_args()
     import pyarrow.parquet as pq
 
@@ -132,26 +167,38 @@ def main() -> None:
     ref = np.load(OUT / f"raw-{args.rows}.npy")
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     raw_median = statistics.median(wall["raw encode"])
-    lines = ["| variant | texts/s | vs raw encode | median s | runs (s) | peak RSS MB | mean cosine | p1 cosine | el2n AUROC |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | texts/s | vs raw encode | median s | runs (s) | peak RSS MB | mean cosine | p1 cosine "
+             "| el2n AUROC | GIO picks Jaccard vs torch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    torch_picks = gio_picks(OUT / f"torch-{args.rows}.parquet", OUT) if "torch" in args.backends else None
     for name in cmds:
         med = statistics.median(wall[name])
-        quality = "| 1 (reference) | 1 (reference) | |"
+        quality = "| 1 (reference) | 1 (reference) | | |"
         if name != "raw encode":
-            e = np.stack(pq.read_table(OUT / f"{name}-{args.rows}.parquet").column("embedding").to_numpy(zero_copy_only=False))
+            embedded = OUT / f"{name}-{args.rows}.parquet"
+            e = np.stack(pq.read_table(embedded).column("embedding").to_numpy(zero_copy_only=False))
             cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1)
-            quality = f"| {cos.mean():.4f} | {np.percentile(cos, 1):.4f} | {el2n_auroc(OUT / f'{name}-{args.rows}.parquet', OUT):.4f} |"
+            overlap = f"{jaccard(gio_picks(embedded, OUT), torch_picks):.4f}" if torch_picks is not None else "(no torch run)"
+            quality = (f"| {cos.mean():.4f} | {np.percentile(cos, 1):.4f} | {el2n_auroc(embedded, OUT):.4f} "
+                       f"| {overlap} |")
         lines.append(f"| {name} | {args.rows / med:.1f} | {raw_median / med:.2f}x | {med:.1f} | "
                      f"{', '.join(f'{t:.1f}' for t in wall[name])} | {max(rss[name]):.0f} {quality}")
     table = "\n".join(lines)
     print(table)
+    # Embedding time is linear in rows once the model is loaded; load time is in every run too.
+    scale = 10_000 / args.rows
+    per_run = {k: statistics.median(v) * scale for k, v in wall.items()}
+    print(f"estimate for --rows 10000 on this machine: {', '.join(f'{k} {v / 60:.1f} min' for k, v in per_run.items())} "
+          f"per run; {args.repeats} repeats take about {args.repeats * sum(per_run.values()) / 60:.0f} min",
+          file=sys.stderr)
+    if not args.write:
+        return
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "bench_embed.md").write_text(
         f"# Text embedding backends vs SentenceTransformer.encode\n\n{datetime.date.today()}, "
-        f"`python benchmarks/bench_embed.py --rows {args.rows} --repeats {args.repeats} --backends {' '.join(args.backends)}`, "
+        f"`python benchmarks/bench_embed.py --rows {args.rows} --repeats {args.repeats} --backends {' '.join(args.backends)} --write`, "
         f"batch size {args.batch_size}, {args.threads} threads, BBC News paragraphs, all-MiniLM-L6-v2; each run a fresh "
-        "process (model load included), variants alternated, medians. Cosine and el2n AUROC (10 % flipped labels) "
-        "against torch float32.\n\n" + table + "\n")
+        "process (model load included), variants alternated, medians. Cosine, el2n AUROC (10 % flipped labels) "
+        "and GIO picks (Jaccard of selected ids) against torch float32.\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,22 @@ def test_sorted_batches_keep_input_order(backend, tmp_path, cache, reference):
     assert model["backend"] == backend and model["quantization"] == "none"
 
 
+@pytest.mark.parametrize("forward_tokens", [1, 64, 10**9])
+def test_forward_passes_keep_rows_and_vectors(forward_tokens, monkeypatch, cache, reference):
+    """Passes of any size (one row each, a few rows, the whole batch) give each row its own vector."""
+    import curate.embed.backends as backends
+
+    monkeypatch.setattr(backends, "FORWARD_TOKENS", forward_tokens)
+    enc = make_text_encoder(batch_size=16, backend="onnx", cache_dir=cache, threads=1)
+    np.testing.assert_allclose(enc.encode(TEXTS_MIXED), reference, atol=2e-5)
+
+
+def test_int8_export_is_fused_before_quantisation(cache):
+    """The optimizer recognised the exported graph: six layers, six fused attentions."""
+    _, record = exported_model(default_model_path(), weights_sha256(default_model_path()), "onnx-int8", cache)
+    assert record["fused"]["Attention"] == 6 and record["fused"]["SkipLayerNormalization"] == 12, record["fused"]
+
+
 def test_export_cache_reused_and_damaged_entry_rebuilt(tmp_path, cache):
     path, record = exported_model(default_model_path(), weights_sha256(default_model_path()), "onnx", cache)
     assert record["sha256"] == file_sha256(path)

@@ -13,8 +13,8 @@ map's budget, 512 MiB of file pages): training 16 K P (weights, gradients, two A
 + C) (a batch and its activations) + 8 MiB (a block of the shuffled order) + M; the
 per-row pass 4 c d + 4 K c (2h + 2C) x 2 (activations and GraNd's gradients) + 24 K c (its
 outputs). What does grow with n, by design: the labels as class codes (n x 2 bytes, int16),
-their int64 copy while training (n x 8) and each head's permutation while it is drawn (n x 16,
-one head at a time): about 26 bytes a row at the peak. The score columns are appended chunk by
+and each head's permutation while it is drawn (n x 12: int64, then its int32 copy; one head at a
+time): about 14 bytes a row at the peak. The score columns are appended chunk by
 chunk to private files (:class:`~curate.io.columns.DiskColumn`, n x 8 bytes of disk each) and
 read back by row range when the output is written; the ids are read from the pool only to name
 a row in a message.
@@ -121,8 +121,9 @@ def train_heads(X: np.ndarray | Embeddings, y: np.ndarray, n_classes: int, cfg, 
     init = Ensemble(spec, seeds_of(cfg)).to(runtime.device) if ("grand" in cfg.methods and cfg.grand_at == "init") else None
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     Xt = torch.from_numpy(X).to(runtime.device) if isinstance(X, np.ndarray) else X
-    # Training indexes labels by int64 (cross-entropy's target type): a widened copy, freed on return.
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(runtime.device)
+    # Streamed training widens the narrow class codes per batch (cross-entropy wants int64);
+    # the in-memory path indexes a tensor, so it gets an int64 copy.
+    yt = torch.from_numpy(np.ascontiguousarray(y) if isinstance(X, Embeddings) else np.asarray(y, dtype=np.int64)).to(runtime.device)
     # Dropout draws from torch's global generator: seed it inside a fork so the caller's RNG is left as it was.
     with torch.random.fork_rng(devices=[]) if runtime.device == "cpu" else torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
