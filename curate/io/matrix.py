@@ -126,9 +126,17 @@ class Embeddings:
             return self._view[idx]
         flat = np.asarray(idx).reshape(-1)
         out = np.empty((flat.size, self.d), dtype=np.float32)
-        step = max(1, self.map_budget // FOLIO)
-        for s in range(0, flat.size, step):
-            np.take(self._view, flat[s:s + step], axis=0, out=out[s:s + step])
+        # In file order: rows that share a folio are read while it is mapped (a large gather touches each
+        # folio once, not once per row), and the mapping is dropped each time map_budget / FOLIO folios
+        # have been touched.
+        order = np.argsort(flat, kind="stable")
+        rows = flat[order]
+        folio = rows * (self.d * 4) // FOLIO
+        touched = np.cumsum(np.r_[True, folio[1:] != folio[:-1]]) if rows.size else rows
+        cap = max(1, self.map_budget // FOLIO)
+        cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]) if rows.size else 0, cap), side="right")
+        for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
+            out[order[s:e]] = np.take(self._view, rows[s:e], axis=0)
             self._map.madvise(mmap.MADV_DONTNEED)
         return out.reshape(*np.shape(idx), self.d)
 
