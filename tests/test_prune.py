@@ -261,13 +261,12 @@ def test_nulls_nan_and_null_conditions(tmp_path):
 
 
 def test_kept_rows_streamed_in_batches_equal_one_filter(tmp_path):
-    from curate.io.parquet import open_parquet
     from curate.prune.select import _write_kept
 
     scored = scored_file(tmp_path / "s.parquet", n=100)
     mask = np.arange(100) % 3 != 0
     out = tmp_path / "o.parquet"
-    _write_kept(open_parquet(scored), mask, {"step": "prune"}, out, batch_rows=7)
+    _write_kept(scored, mask, {"step": "prune"}, out, batch_rows=7)
     expect = pq.read_table(scored).filter(pa.array(mask))
     got = pq.read_table(out)
     assert got.num_rows == 66 and pq.ParquetFile(out).metadata.num_row_groups > 1

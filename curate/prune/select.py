@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from curate.errors import InputError
 from curate.io.atomic import atomic_group, check_distinct, check_output
 from curate.io.fs import as_path, is_uri
-from curate.io.parquet import WRITE_OPTIONS, open_parquet, read_provenance, with_provenance
+from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, open_parquet, open_stream, read_provenance, with_provenance
 from curate.io.provenance import base_record, fingerprint
 from curate.prune.conditions import Bound, Condition, parse_condition
 
@@ -328,7 +328,7 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
         if dir_out:
             tmps[0].mkdir()
         if src is None:
-            _write_kept(pf, mask, record, tmps[0])
+            _write_kept(scored, mask, record, tmps[0])
         elif isinstance(src, writers.ImageFolderSource):
             writers.write_images(src, keep_ids, ids, tmps[0], copy)
         else:
@@ -348,12 +348,16 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     return summary
 
 
-def _write_kept(pf: pq.ParquetFile, mask: np.ndarray, record: dict[str, Any], out: Path, batch_rows: int = 65536) -> None:
-    """Kept rows of the scored file, batch by batch: memory holds one batch, never the whole file."""
+def _write_kept(scored: Path, mask: np.ndarray, record: dict[str, Any], out: Path, batch_rows: int = ROW_GROUP_ROWS) -> None:
+    """Kept rows of the scored file, batch by batch: memory holds one batch, never the whole file.
+
+    A streaming reader (no pre-buffered column chunks) and batches of one row group: a whole-chunk
+    reader with larger batches held over 1 GB at 400k rows x 384 d, growing with the file."""
+    pf = open_stream(scored)
     schema = with_provenance(pf.schema_arrow.empty_table(), record).schema
     start = 0
     with pq.ParquetWriter(out, schema, **WRITE_OPTIONS) as writer:
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        for batch in pf.iter_batches(batch_size=batch_rows, use_threads=False):
             part = mask[start:start + batch.num_rows]
             start += batch.num_rows
             if part.any():

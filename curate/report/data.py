@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from curate.errors import InputError
-from curate.io.parquet import embedding_array, open_parquet
+from curate.io.parquet import embedding_array, open_parquet, open_stream
 
 # Columns that are never scores even if they are numeric.
 NOT_SCORES = {"id", "label", "embedding", "gio_selected", "dup_of", "dup_group", "dup_keep", "contam_of"}
@@ -148,11 +147,11 @@ def sample_embeddings(path: str | Path, rows: np.ndarray, batch_rows: int = 8192
 
     Memory: one batch of ``batch_rows`` embeddings plus the sample, whatever the file's size.
     """
-    pf = pq.ParquetFile(path)
+    pf = open_stream(path)
     if "embedding" not in pf.schema_arrow.names:
         return None
     parts, start = [], 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"], use_threads=False):
         stop = start + batch.num_rows
         lo, hi = np.searchsorted(rows, [start, stop])
         if hi > lo:

@@ -11,9 +11,8 @@ import base64
 import io
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from curate.errors import InputError
+from curate.io.parquet import open_stream
 from curate.io.sources import ImageFolderSource, TableSource, open_source
 
 SNIPPET = 160
@@ -24,7 +23,7 @@ def from_scored(path: Path, column: str | None, ids: set[str], batch_rows: int =
     if column is None or not ids:
         return {}
     out = {}
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=["id", column]):
+    for batch in open_stream(path).iter_batches(batch_size=batch_rows, columns=["id", column], use_threads=False):
         for i, t in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             if str(i) in ids and t is not None:
                 out[str(i)] = str(t)
