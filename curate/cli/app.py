@@ -275,7 +275,9 @@ def main() -> None:  # console-script entry point
         app()
     except SystemExit as e:
         received = cancel.requested()
-        if received is not None and e.code in (0, None):
-            # Swallowed after the last check: the output may be complete, but the run was killed.
+        if received is not None and e.code != 128 + received:
+            # A signal arrived, so the run was killed, whatever way out it took: 0 if the exception was
+            # swallowed after the last check, 1 if a library turned it into an error of its own (Ray
+            # makes one raised inside `ray.get` SystemExit(1)).
             raise SystemExit(128 + received) from None
         raise
