@@ -51,8 +51,8 @@ class _Group(TyperGroup):
         return self.commands.get(name)
 
     def format_commands(self, ctx, formatter) -> None:
-        # The list in `curate --help` without importing every command: a placeholder with its help
-        # line stands in for a command not loaded yet (click shortens both the same way).
+        # The list in `curate --help` without importing every command: a bare command carrying only
+        # its help line stands in for one not loaded yet (click shortens both the same way).
         loaded = self.commands
         try:
             self.commands = {n: loaded.get(n) or TyperCommand(n, help=COMMANDS[n][1]) for n in self.list_commands(ctx)}
