@@ -4,7 +4,7 @@ The child first runs the command once on a tiny pool (imports, torch's and Arrow
 thread pools settle), then resets its peak resident set (``/proc/self/clear_refs``) and runs the
 measured command: the peak above that baseline is what the command holds. What may grow with n is
 the labels as codes, the halves and each half's index and label arrays, and the shuffled order
-(README: about 30 bytes a row); the embeddings (256 bytes a row here) stay on disk.
+(README: about 30 bytes a row; measured 16); the embeddings (256 bytes a row here) stay on disk.
 """
 
 from __future__ import annotations
@@ -61,7 +61,11 @@ def _growth(tmp: Path, warm: Path, pool: Path) -> int:
     spec = [["il", "train", str(warm), "-o", str(tmp / f"{pool.stem}-warm"), *opts],
             ["il", "train", str(pool), "-o", str(tmp / f"{pool.stem}-il"), *opts], str(out)]
     # A 16 MiB map budget, below both pools' matrix files (18 MB, 69 MB): mapped pages are bounded alike.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(16 * 2**20), "ARROW_DEFAULT_MEMORY_POOL": "system"}
+    # A fixed mmap threshold: glibc's sliding one (raised each time a large block is freed) kept a
+    # varying heap of freed arrays resident, which moved the measured growth between 12 and 65 bytes
+    # a row from run to run (CI failed at 62); with it fixed, repeats agree within a byte or two.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(16 * 2**20),
+           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], check=True, env=env, capture_output=True)
     got = json.loads(out.read_text())
     return got["peak"] - got["base"]
