@@ -10,8 +10,9 @@ them, as earlier versions did (about 130 bytes a row here), breaks the 40-byte b
 
 Settings that make small inputs behave as large ones do: the embedding map's budget (2 MiB) is
 below both pools' matrix files, so both hold the same mapped pages; glibc's mmap threshold is
-fixed at 1 MiB: by default it rises to the largest block freed (up to 32 MiB), so an n-length
-array of a few MB, freed, would stay in the heap and be counted, where at 10M rows every
+fixed at 64 KiB: by default it rises to the largest block freed (up to 32 MiB), so an n-length
+array of a few MB, freed, would stay in the heap and be counted (at 1 MiB, three repeats still
+measured 19 to 31 bytes a row; at 64 KiB 4 to 5), where at 10M rows every
 n-length array is far above 32 MiB and is returned to the system when freed; and Arrow
 allocates through that same malloc (its own pool keeps a varying few MB cached, noise here). The order in which
 the heads see the rows is read back in blocks of 2**20 indices: larger than both pools here, so
@@ -65,7 +66,7 @@ def _peak(pool: Path, il: Path, out: Path) -> dict[str, int]:
     args = ["score", str(pool), "-m", "el2n", "-m", "grand", "-m", "rho", "--il", str(il), "-K", "1", "-t", "1",
             "--arch", "linear", "--batch-size", "4096", "--threads", "1", "--device", "cpu", "-o", str(out)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(2 * 2**20),
-           "MALLOC_MMAP_THRESHOLD_": str(2**20), "ARROW_DEFAULT_MEMORY_POOL": "system"}
+           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
     subprocess.run([sys.executable, "-c", CHILD, *args], check=True, env=env, capture_output=True)
     return json.loads(Path(str(out) + ".mem.json").read_text())
 
