@@ -63,8 +63,10 @@ def test_spill_refuses_a_bad_row_as_read_embeddings_does(tmp_path):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_training_from_disk_equals_training_in_memory(tmp_path, monkeypatch, dropout):
-    # Several blocks of the shuffled order per epoch, and a short last batch.
-    monkeypatch.setattr(train_mod, "ORDER_BLOCK", 3 * 50 * 2)
+    # Several blocks of the shuffled order per epoch (250 columns), each gathered in groups of 2
+    # batches (100, 100, then a short group of 50), and a short last batch.
+    monkeypatch.setattr(train_mod, "ORDER_BLOCK", 3 * 50 * 5)
+    monkeypatch.setattr(train_mod, "GATHER_ROWS", 3 * 50 * 2)
     X, y = clusters(1003, d=6, classes=4, seed=2, spread=2.0)
     pool = write_pool(tmp_path / "p.parquet", X, y)
     spec = HeadSpec(arch="mlp", in_dim=6, n_classes=4, hidden=(8,), dropout=dropout)

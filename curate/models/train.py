@@ -18,6 +18,10 @@ from curate.models.heads import Ensemble
 OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}  # keys: curate.models.config.OPTIMIZER_NAMES
 # Indices of the shuffled order held at once when training from disk (K members together): 8 MiB.
 ORDER_BLOCK = 2**20
+# Rows gathered from a streamed matrix at once (several batches): at most this many rows and bytes,
+# so the gather's buffers and index arrays are a constant, whatever n and d.
+GATHER_ROWS = 16384
+GATHER_BYTES = 32 * 2**20
 
 
 def _permutations(n: int, seeds: list[int], epoch: int) -> torch.Tensor:
@@ -74,11 +78,18 @@ def _batches(ens: Ensemble, X, y: torch.Tensor, cfg: TrainConfig, epoch: int) ->
         return
     # A block of whole batches, about ORDER_BLOCK indices in all: few reads, small memory.
     per_block = max(1, (ORDER_BLOCK // len(ens.seeds)) // cfg.batch_size) * cfg.batch_size
+    # Rows of several batches are gathered at once (GATHER_ROWS / GATHER_BYTES): read in file order, a file
+    # larger than the map budget is mapped a folio at a time for many rows rather than for each.
+    group_rows = min(GATHER_ROWS, GATHER_BYTES // (4 * X.d))
+    group = max(1, group_rows // (len(ens.seeds) * cfg.batch_size)) * cfg.batch_size
     for perms in _permutation_blocks(X.n, ens.seeds, epoch, X.scratch, per_block):
-        for start in range(0, perms.shape[1], cfg.batch_size):
-            idx = perms[:, start:start + cfg.batch_size]
-            # y may be narrow (int16 class codes): widened per batch, never n x 8 bytes.
-            yield torch.from_numpy(X.take(idx.numpy())).to(y.device), y[idx.to(y.device)].long()
+        for g in range(0, perms.shape[1], group):
+            gidx = perms[:, g:g + group]
+            rows = torch.from_numpy(X.take(gidx.numpy()))
+            for start in range(0, gidx.shape[1], cfg.batch_size):
+                idx = gidx[:, start:start + cfg.batch_size]
+                # y may be narrow (int16 class codes): widened per batch, never n x 8 bytes.
+                yield rows[:, start:start + cfg.batch_size].contiguous().to(y.device), y[idx.to(y.device)].long()
 
 
 def train_epoch(ens: Ensemble, opt: torch.optim.Optimizer, X, y: torch.Tensor,
