@@ -168,7 +168,7 @@ def test_output_and_dropped_commit_together(tmp_path, monkeypatch):
     scored = scored_for(src, [f"d.jsonl:{i}" for i in range(6)], tmp_path / "s.parquet")
     before = sorted(p.name for p in tmp_path.iterdir())
 
-    def disk_full(ids, reasons, path, name):
+    def disk_full(parts, path, name):
         Path(path).write_text("id,removed_by\n")
         raise OSError(28, "No space left on device")
 

@@ -13,8 +13,9 @@ import csv
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -146,15 +147,25 @@ def _check_found(where: Path, n_scored: int, found: int) -> None:
                          "pass the input that was embedded, exactly as it was given to `curate embed`")
 
 
-def write_dropped(ids: pa.Array, reasons: pa.Array, path: Path, target_name: str) -> None:
-    """Removed ids and the condition that removed each, as CSV, JSONL or Parquet by ``target_name``'s suffix."""
-    import polars as pl
+def write_dropped(parts: Iterable[pl.DataFrame], path: Path, target_name: str) -> None:
+    """Removed ids and the condition that removed each (frames of columns id, removed_by, in file
+    order), as CSV, JSONL or Parquet by ``target_name``'s suffix; written part by part.
 
-    df = pl.DataFrame({"id": pl.Series(ids.to_pylist(), dtype=pl.Utf8), "removed_by": pl.Series(reasons.to_pylist(), dtype=pl.Utf8)})
+    CSV and JSONL bytes are those of one polars write of all parts; Parquet goes through
+    pyarrow's incremental writer (same rows and column types as polars' whole-frame write)."""
     suffix = Path(target_name).suffix.lower()
     if suffix == ".parquet":
-        df.write_parquet(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        df.write_ndjson(path)
-    else:
-        df.write_csv(path)
+        schema = pa.schema([("id", pa.large_string()), ("removed_by", pa.large_string())])
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for df in parts:
+                writer.write_table(df.to_arrow().cast(schema))
+        return
+    jsonl = suffix in (".jsonl", ".ndjson")
+    with open(path, "wb") as fh:
+        if not jsonl:  # the CSV header, rows or not
+            pl.DataFrame(schema={"id": pl.Utf8, "removed_by": pl.Utf8}).write_csv(fh)
+        for df in parts:
+            if jsonl:
+                df.write_ndjson(fh)
+            else:
+                df.write_csv(fh, include_header=False)
