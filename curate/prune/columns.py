@@ -31,9 +31,9 @@ def _is_list(t: pa.DataType) -> bool:
 class ScoredColumns:
     """A scored Parquet file read column by column; ``n`` rows, ``schema`` its non-list columns (polars)."""
 
-    def __init__(self, path: str | Path, batch_rows: int = BATCH_ROWS):
+    def __init__(self, path: str | Path, batch_rows: int | None = None):
         self.path = path
-        self.batch_rows = batch_rows
+        self.batch_rows = batch_rows or BATCH_ROWS
         pf = open_stream(path)
         arrow = pf.schema_arrow
         if "id" not in arrow.names:

@@ -111,7 +111,9 @@ def _resolve_quantiles(cols: ScoredColumns, c: Condition, labels: LabelCodes | N
             out[b] = (per[0], per[0])
         else:
             report = {str(v): q for v, q in zip(labels.values, per)}
-            out[b] = (np.array([np.nan if q is None else q for q in per], dtype=np.float64), report)
+            # A row without a label has no class to bound it: it fails (the bound is reported all the same).
+            bound = [np.nan if q is None or v is None else q for v, q in zip(labels.values, per)]
+            out[b] = (np.array(bound, dtype=np.float64), report)
     return out
 
 
