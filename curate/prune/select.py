@@ -385,16 +385,13 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
         if src is None:
             _write_kept(scored, mask, record, tmps[0])
         else:
-            # The source writers match records to ids as Arrow strings (no Python object per row).
-            ids = pl.concat([pl.Series("id", [], pl.Utf8)] + [df["id"].cast(pl.Utf8) for df in cols.batches(["id"])]).to_arrow()
-            keep_ids = ids.filter(pa.array(mask))
+            scored_ids = lambda: _scored_ids(cols, mask)  # noqa: E731  read again by each pass over the source
             if isinstance(src, writers.ImageFolderSource):
-                writers.write_images(src, keep_ids, ids, tmps[0], copy)
+                writers.write_images(src, scored_ids, tmps[0], copy)
             else:
                 id_rule = (prov.get("source") or {}).get("id_rule", "")
                 id_col = id_rule[len("column "):] if id_rule.startswith("column ") else None
-                writers.write_tables(src, not dir_out, id_col, keep_ids, ids, tmps[0])
-            del ids, keep_ids
+                writers.write_tables(src, not dir_out, id_col, scored_ids, tmps[0])
         if dropped is not None:
             writers.write_dropped(_dropped_rows(cols, mask, reason, texts), tmps[1], dropped.name)
     summary: dict[str, Any] = {"output": str(output), "rows_in": cols.n, "rows_kept": n_kept,
@@ -403,6 +400,14 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
         before, after = labels.counts(), labels.counts(mask)
         summary["per_class"] = {str(labels.values[g]): {"in": int(before[g]), "kept": int(after[g])} for g in labels.sorted_order()}
     return summary
+
+
+def _scored_ids(cols: ScoredColumns, mask: np.ndarray):
+    """(ids as Arrow strings, keep flags) of the scored file, batch by batch in file order."""
+    start = 0
+    for df in cols.batches(["id"]):
+        yield df["id"].cast(pl.Utf8).to_arrow().cast(pa.string()), mask[start:start + df.height]
+        start += df.height
 
 
 def _dropped_rows(cols: ScoredColumns, mask: np.ndarray, reason: np.ndarray, texts: list[str | None]):

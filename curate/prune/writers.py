@@ -13,8 +13,9 @@ import csv
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,7 +86,47 @@ def _matched(scored_ids: pa.Array, ids: pa.Array) -> int:
     return pc.sum(pc.is_in(ids, value_set=scored_ids)).as_py() or 0
 
 
-def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> tuple[int, int]:
+# (ids, keep flags) of the scored file, batch by batch in its row order.
+ScoredIds = Callable[[], Iterator[tuple[pa.Array, np.ndarray]]]
+# The keep flags of one batch of source ids, and how many of them are scored ids.
+KeepOf = Callable[[pa.Array], tuple[np.ndarray, int]]
+
+
+class _Misaligned(Exception):
+    """The scored ids are not the source's ids in the source's order."""
+
+
+class _Aligned:
+    """Hands out the scored (id, keep) batches in slices as long as the source's id batches, and
+    proves each slice's ids equal the source's: memory is a batch, whatever the rows."""
+
+    def __init__(self, scored: ScoredIds):
+        self._batches = scored()
+        self._ids, self._keep = pa.array([], pa.string()), np.zeros(0, dtype=bool)
+
+    def _fill(self, m: int) -> None:
+        while len(self._ids) < m:
+            nxt = next(self._batches, None)
+            if nxt is None:
+                return
+            self._ids = pa.concat_arrays([self._ids, nxt[0]])
+            self._keep = np.concatenate([self._keep, nxt[1]])
+
+    def __call__(self, ids: pa.Array) -> tuple[np.ndarray, int]:
+        m = len(ids)
+        self._fill(m)
+        if len(self._ids) < m or (m and not pc.all(pc.equal(ids, self._ids[:m])).as_py()):
+            raise _Misaligned
+        keep = self._keep[:m]
+        self._ids, self._keep = self._ids[m:], self._keep[m:]
+        return keep, m
+
+    def exhausted(self) -> bool:
+        self._fill(1)
+        return len(self._ids) == 0
+
+
+def write_table_file(source: TableSource, f: Path, id_col: str | None, keep_of: KeepOf, out: Path) -> tuple[int, int]:
     """Write the kept records of table file ``f`` to ``out``; return (records in f, scored ids found)."""
     total = found = 0
     if source.fmt == "parquet":
@@ -96,8 +137,9 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
             for batch in pf.iter_batches(batch_size=4096):
                 ids = next(id_batches)
                 total += len(ids)
-                found += _matched(scored_ids, ids)
-                writer.write_batch(batch.filter(pc.is_in(ids, value_set=keep)))
+                keep, hit = keep_of(ids)
+                found += hit
+                writer.write_batch(batch.filter(pa.array(keep)))
         finally:
             writer.close()
         return total, found
@@ -107,8 +149,9 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
         raw_iter = iter(records)
         for ids in _ids(source, f, id_col):
             total += len(ids)
-            found += _matched(scored_ids, ids)
-            for k in pc.is_in(ids, value_set=keep).to_pylist():
+            keep, hit = keep_of(ids)
+            found += hit
+            for k in keep.tolist():
                 raw = next(raw_iter, _END)
                 if raw is _END:
                     raise InputError(f"--source {f}: its records could not be split as embed read them; re-save it as Parquet")
@@ -119,17 +162,45 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
     return total, found
 
 
-def write_tables(source: TableSource, single: bool, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> None:
-    """One file to ``out``, or (directory/glob input) each file to ``out/<path relative to the input>``."""
-    found = 0
-    for f in source.files:
-        target = out if single else out / f.relative_to(source.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        found += write_table_file(source, f, id_col, keep, scored_ids, target)[1]
-    _check_found(source.root if not single else source.files[0], len(scored_ids), found)
+def write_tables(source: TableSource, single: bool, id_col: str | None, scored: ScoredIds, out: Path) -> None:
+    """One file to ``out``, or (directory/glob input) each file to ``out/<path relative to the input>``.
+
+    The scored file of an embedded source lists the source's ids in its order, so records and
+    scored rows are compared batch by batch. Any other scored file (rows of it pruned before, say)
+    is matched by id as a set, holding its ids as Arrow strings."""
+
+    def each_file(keep_of: KeepOf) -> int:
+        found = 0
+        for f in source.files:
+            target = out if single else out / f.relative_to(source.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            found += write_table_file(source, f, id_col, keep_of, target)[1]
+        return found
+
+    try:
+        aligned = _Aligned(scored)
+        each_file(aligned)
+        if not aligned.exhausted():
+            raise _Misaligned
+        return
+    except _Misaligned:
+        pass
+    ids, keep = _whole(scored)
+    keep_ids = ids.filter(pa.array(keep))
+    found = each_file(lambda b: (pc.is_in(b, value_set=keep_ids).to_numpy(zero_copy_only=False), _matched(ids, b)))
+    _check_found(source.root if not single else source.files[0], len(ids), found)
 
 
-def write_images(source: ImageFolderSource, keep: pa.Array, scored_ids: pa.Array, out: Path, copy: bool) -> None:
+def _whole(scored: ScoredIds) -> tuple[pa.Array, np.ndarray]:
+    parts = list(scored())
+    ids = pa.concat_arrays([pa.array([], pa.string())] + [p[0] for p in parts])
+    return ids, np.concatenate([np.zeros(0, dtype=bool)] + [p[1] for p in parts])
+
+
+def write_images(source: ImageFolderSource, scored: ScoredIds, out: Path, copy: bool) -> None:
+    """A symlink (or copy) of each kept image; an image folder holds one file per row, so its ids are few."""
+    scored_ids, mask = _whole(scored)
+    keep = scored_ids.filter(pa.array(mask))
     rel = pa.array([p.relative_to(source.root).as_posix() for p in source.images], pa.string())
     _check_found(source.root, len(scored_ids), _matched(scored_ids, rel))
     for rid in sorted(keep.to_pylist()):
