@@ -151,8 +151,9 @@ def grouped_valid(cols: ScoredColumns, column: str, groups: np.ndarray | None, k
     sizes = np.zeros(k, dtype=np.int64)
     nulls = nans = 0
 
-    def valid(start, x, null):
-        keep = ~np.isnan(x)
+    def valid(start: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This batch's considered values and their groups."""
+        keep = ~np.isnan(x)  # nulls are NaN here too
         if eligible is not None:
             keep &= eligible[start:start + len(x)]
         g = np.zeros(len(x), np.int64) if groups is None else groups[start:start + len(x)].astype(np.int64)
@@ -161,13 +162,13 @@ def grouped_valid(cols: ScoredColumns, column: str, groups: np.ndarray | None, k
     for start, x, null in cols.floats(column):
         nulls += int(null.sum())
         nans += int((np.isnan(x) & ~null).sum())
-        sizes += np.bincount(valid(start, x, null)[1], minlength=k)
+        sizes += np.bincount(valid(start, x)[1], minlength=k)
     offsets = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     buf = np.empty(int(offsets[-1]), dtype=np.float64)
     fill = offsets[:-1].copy()
-    for start, x, null in cols.floats(column):
-        v, g = valid(start, x, null)
+    for start, x, _ in cols.floats(column):
+        v, g = valid(start, x)
         order = np.argsort(g, kind="stable")
         g = g[order]
         here = np.bincount(g, minlength=k)
