@@ -145,9 +145,10 @@ def evaluate(cols: ScoredColumns, conds: list[Condition], labels: LabelCodes | N
                 start += df.height
             continue
         quantiles = _resolve_quantiles(cols, c, labels, per_class, ignored)
-        lo, lo_rep = quantiles.get(c.low, (float(c.low.value) if not c.low.is_quantile else None, c.low.value))
+        bound = lambda b: quantiles[b] if b.is_quantile else (float(b.value), b.value)  # noqa: E731
+        lo, lo_rep = bound(c.low)
         if c.op == "in":
-            hi, hi_rep = quantiles.get(c.high, (float(c.high.value) if not c.high.is_quantile else None, c.high.value))
+            hi, hi_rep = bound(c.high)
             with np.errstate(invalid="ignore"):
                 if np.any(np.asarray(lo) > np.asarray(hi)):
                     raise InputError(f"--keep {c.text!r}: malformed condition, the bounds resolve to an empty interval "
@@ -157,15 +158,19 @@ def evaluate(cols: ScoredColumns, conds: list[Condition], labels: LabelCodes | N
             resolved[c.text] = {str(c.low): lo_rep}
         for start, x, null in cols.floats(c.column):
             rows = labels.codes[start:start + len(x)] if per_class else None
-            at = lambda b: b[rows] if isinstance(b, np.ndarray) else b  # noqa: E731  per-class bound of each row
             with np.errstate(invalid="ignore"):
                 if c.op == "in":
-                    ok = (x >= at(lo)) & (x <= at(hi))
+                    ok = (x >= _per_row(lo, rows)) & (x <= _per_row(hi, rows))
                 else:
-                    b = at(lo)
+                    b = _per_row(lo, rows)
                     ok = {">": x > b, ">=": x >= b, "<": x < b, "<=": x <= b, "==": x == b, "!=": x != b}[c.op]
             _narrow(mask, reason, start, np.where(null, keep_null, ok & ~np.isnan(x)), i + 1)
     return mask, reason, resolved, ignored
+
+
+def _per_row(bound: float | np.ndarray, rows: np.ndarray | None) -> float | np.ndarray:
+    """A bound for each row of a batch: one number, or the (k,) per-class bounds at the rows' label codes."""
+    return bound[rows] if isinstance(bound, np.ndarray) else bound
 
 
 def _narrow(mask: np.ndarray, reason: np.ndarray, start: int, ok: np.ndarray, code: int) -> None:
