@@ -55,12 +55,18 @@ class ScoredColumns:
             yield pl.from_arrow(pa.Table.from_batches([batch]))
 
     def floats(self, column: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(first row, x, null)`` per batch: ``x`` float64 with nulls as NaN, ``null`` bool."""
+        """``(first row, x, null)`` per batch: ``x`` float64 with nulls as NaN, ``null`` bool.
+
+        Arrow's unchecked cast rounds integers to the nearest double as polars' cast does; Arrow
+        rather than polars because polars' allocator keeps freed batches for seconds (its RSS
+        then grows with the batches read, not with what is held)."""
         start = 0
-        for df in self.batches([column]):
-            s = df[column]
-            yield start, s.cast(pl.Float64).fill_null(np.nan).to_numpy(), s.is_null().to_numpy()
-            start += df.height
+        for batch in self.arrow_batches([column]):
+            arr = batch.column(0)
+            null = arr.is_null().to_numpy(zero_copy_only=False)
+            x = pc.cast(arr, pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False)
+            yield start, x, null
+            start += len(arr)
 
     def labels(self) -> "LabelCodes":
         """The ``label`` column as codes (see :class:`LabelCodes`); memory: the codes and one batch."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
@@ -135,14 +136,14 @@ def evaluate(cols: ScoredColumns, conds: list[Condition], labels: LabelCodes | N
             resolved[c.text] = {"null": None}
             is_float = cols.schema[c.column].is_float()
             start = 0
-            for df in cols.batches([c.column]):
-                s = df[c.column]
-                null = s.is_null().to_numpy()
+            for batch in cols.arrow_batches([c.column]):
+                arr = batch.column(0)
+                null = arr.is_null().to_numpy(zero_copy_only=False)
                 ok = null if c.op == "==" else ~null
                 if is_float:
-                    ok = ok & ~s.is_nan().fill_null(False).to_numpy()
+                    ok = ok & ~pc.is_nan(arr).fill_null(False).to_numpy(zero_copy_only=False)
                 _narrow(mask, reason, start, ok, i + 1)
-                start += df.height
+                start += len(arr)
             continue
         quantiles = _resolve_quantiles(cols, c, labels, per_class, ignored)
         bound = lambda b: quantiles[b] if b.is_quantile else (float(b.value), b.value)  # noqa: E731
@@ -410,9 +411,9 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
 def _scored_ids(cols: ScoredColumns, mask: np.ndarray):
     """(ids as Arrow strings, keep flags) of the scored file, batch by batch in file order."""
     start = 0
-    for df in cols.batches(["id"]):
-        yield df["id"].cast(pl.Utf8).to_arrow().cast(pa.string()), mask[start:start + df.height]
-        start += df.height
+    for batch in cols.arrow_batches(["id"]):
+        yield pc.cast(batch.column(0), pa.string()), mask[start:start + batch.num_rows]
+        start += batch.num_rows
 
 
 def _dropped_rows(cols: ScoredColumns, mask: np.ndarray, reason: np.ndarray, texts: list[str | None]):
