@@ -121,7 +121,8 @@ def _scored(path, n=300, null_label=False):
     el2n = rng.random(n)
     el2n[rng.random(n) < 0.05] = np.nan
     table = pa.table({
-        "id": pa.array([f"r{i}" if i % 7 else f'r"{i},x' for i in range(n)]),  # some ids CSV must quote
+        # ids that CSV must quote and JSON must escape
+        "id": pa.array([f'r"{i},x' if i % 7 == 0 else f"r{i}\\ü\r\n\t\x01/" if i % 11 == 0 else f"r{i}" for i in range(n)]),
         "label": pa.array(labels.tolist(), pa.string()),
         "embedding": embedding_column(rng.normal(size=(n, 4)).astype(np.float32)),
         "el2n": pa.array(el2n, mask=rng.random(n) < 0.05),

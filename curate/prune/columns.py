@@ -49,11 +49,6 @@ class ScoredColumns:
         except (pa.ArrowInvalid, OSError) as e:
             raise InputError(f"{self.path}: could not read ({type(e).__name__}: {e})") from None
 
-    def batches(self, columns: list[str]) -> Iterator[pl.DataFrame]:
-        """:meth:`arrow_batches` as polars frames (polars' casts are the ones prune always used)."""
-        for batch in self.arrow_batches(columns):
-            yield pl.from_arrow(pa.Table.from_batches([batch]))
-
     def floats(self, column: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(first row, x, null)`` per batch: ``x`` float64 with nulls as NaN, ``null`` bool.
 

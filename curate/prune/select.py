@@ -417,14 +417,14 @@ def _scored_ids(cols: ScoredColumns, mask: np.ndarray):
 
 
 def _dropped_rows(cols: ScoredColumns, mask: np.ndarray, reason: np.ndarray, texts: list[str | None]):
-    """The removed rows as polars frames (id, removed_by), batch by batch in file order."""
-    names = pl.Series("removed_by", texts, dtype=pl.Utf8)
+    """(ids, removing conditions) of the removed rows as Arrow strings, batch by batch in file order."""
+    names = pa.array(texts, pa.string())
     start = 0
-    for df in cols.batches(["id"]):
-        drop = ~mask[start:start + df.height]
-        codes = reason[start:start + df.height][drop]
-        start += df.height
-        yield pl.DataFrame({"id": df["id"].cast(pl.Utf8).filter(pl.Series(drop)), "removed_by": names.gather(codes)})
+    for batch in cols.arrow_batches(["id"]):
+        drop = ~mask[start:start + batch.num_rows]
+        codes = reason[start:start + batch.num_rows][drop]
+        start += batch.num_rows
+        yield pc.cast(batch.column(0), pa.string()).filter(pa.array(drop)), names.take(pa.array(codes))
 
 
 def _write_kept(scored: Path, mask: np.ndarray, record: dict[str, Any], out: Path, batch_rows: int = ROW_GROUP_ROWS) -> None:

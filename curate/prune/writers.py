@@ -10,13 +10,14 @@ and a count mismatch is an error rather than a silent shift.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -218,25 +219,41 @@ def _check_found(where: Path, n_scored: int, found: int) -> None:
                          "pass the input that was embedded, exactly as it was given to `curate embed`")
 
 
-def write_dropped(parts: Iterable[pl.DataFrame], path: Path, target_name: str) -> None:
-    """Removed ids and the condition that removed each (frames of columns id, removed_by, in file
-    order), as CSV, JSONL or Parquet by ``target_name``'s suffix; written part by part.
+_CSV_SPECIAL = re.compile(r'[,"\n\r]')
+_JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
 
-    CSV and JSONL bytes are those of one polars write of all parts; Parquet goes through
-    pyarrow's incremental writer (same rows and column types as polars' whole-frame write)."""
+
+def _csv_field(v: str) -> str:
+    """A field as polars' write_csv writes it: quoted when empty or holding a comma, quote or line break."""
+    return '"' + v.replace('"', '""') + '"' if not v or _CSV_SPECIAL.search(v) else v
+
+
+def _json_string(v: str) -> str:
+    """A string as polars' write_ndjson writes it (UTF-8 kept, quotes, backslashes and controls escaped)."""
+    return json.dumps(v, ensure_ascii=False) if _JSON_SPECIAL.search(v) else '"' + v + '"'
+
+
+def write_dropped(parts: Iterable[tuple[pa.Array, pa.Array]], path: Path, target_name: str) -> None:
+    """Removed ids and the condition that removed each (string arrays, batch by batch in file order),
+    as CSV, JSONL or Parquet by ``target_name``'s suffix.
+
+    CSV and JSONL are the bytes of polars' write_csv / write_ndjson of the whole list, written
+    here line by line (polars' allocator would keep every freed batch for seconds); Parquet goes
+    through pyarrow's incremental writer (the rows and column types polars' write would give)."""
     suffix = Path(target_name).suffix.lower()
     if suffix == ".parquet":
         schema = pa.schema([("id", pa.large_string()), ("removed_by", pa.large_string())])
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-            for df in parts:
-                writer.write_table(df.to_arrow().cast(schema))
+            for ids, reasons in parts:
+                writer.write_table(pa.table([ids, reasons], names=["id", "removed_by"]).cast(schema))
         return
     jsonl = suffix in (".jsonl", ".ndjson")
-    with open(path, "wb") as fh:
-        if not jsonl:  # the CSV header, rows or not
-            pl.DataFrame(schema={"id": pl.Utf8, "removed_by": pl.Utf8}).write_csv(fh)
-        for df in parts:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        if not jsonl:
+            fh.write("id,removed_by\n")
+        for ids, reasons in parts:
+            rs = reasons.to_pylist()
             if jsonl:
-                df.write_ndjson(fh)
+                fh.write("".join(f'{{"id":{_json_string(i)},"removed_by":{_json_string(r)}}}\n' for i, r in zip(ids.to_pylist(), rs)))
             else:
-                df.write_csv(fh, include_header=False)
+                fh.write("".join(f"{_csv_field(i)},{_csv_field(r)}\n" for i, r in zip(ids.to_pylist(), rs)))
