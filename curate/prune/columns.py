@@ -41,7 +41,7 @@ class ScoredColumns:
         self.n = pf.metadata.num_rows
         self.schema = pl.from_arrow(pa.schema([f for f in arrow if not _is_list(f.type)]).empty_table()).schema
 
-    def arrow_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         """``columns`` in batches of at most ``batch_rows`` rows, in file order."""
         pf = open_stream(self.path)  # a fresh reader per pass: one decoded batch in memory at a time
         try:
@@ -56,7 +56,7 @@ class ScoredColumns:
         rather than polars because polars' allocator keeps freed batches for seconds (its RSS
         then grows with the batches read, not with what is held)."""
         start = 0
-        for batch in self.arrow_batches([column]):
+        for batch in self.batches([column]):
             arr = batch.column(0)
             null = arr.is_null().to_numpy(zero_copy_only=False)
             x = pc.cast(arr, pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False)
@@ -70,7 +70,7 @@ class ScoredColumns:
         values: list[Any] = []
         start = 0
         dtype = None
-        for batch in self.arrow_batches(["label"]):
+        for batch in self.batches(["label"]):
             arr = batch.column(0)
             if pa.types.is_dictionary(arr.type):
                 arr = arr.dictionary_decode()

@@ -136,7 +136,7 @@ def evaluate(cols: ScoredColumns, conds: list[Condition], labels: LabelCodes | N
             resolved[c.text] = {"null": None}
             is_float = cols.schema[c.column].is_float()
             start = 0
-            for batch in cols.arrow_batches([c.column]):
+            for batch in cols.batches([c.column]):
                 arr = batch.column(0)
                 null = arr.is_null().to_numpy(zero_copy_only=False)
                 ok = null if c.op == "==" else ~null
@@ -411,7 +411,7 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
 def _scored_ids(cols: ScoredColumns, mask: np.ndarray):
     """(ids as Arrow strings, keep flags) of the scored file, batch by batch in file order."""
     start = 0
-    for batch in cols.arrow_batches(["id"]):
+    for batch in cols.batches(["id"]):
         yield pc.cast(batch.column(0), pa.string()), mask[start:start + batch.num_rows]
         start += batch.num_rows
 
@@ -420,7 +420,7 @@ def _dropped_rows(cols: ScoredColumns, mask: np.ndarray, reason: np.ndarray, tex
     """(ids, removing conditions) of the removed rows as Arrow strings, batch by batch in file order."""
     names = pa.array(texts, pa.string())
     start = 0
-    for batch in cols.arrow_batches(["id"]):
+    for batch in cols.batches(["id"]):
         drop = ~mask[start:start + batch.num_rows]
         codes = reason[start:start + batch.num_rows][drop]
         start += batch.num_rows
