@@ -168,7 +168,7 @@ def test_output_and_dropped_commit_together(tmp_path, monkeypatch):
     scored = scored_for(src, [f"d.jsonl:{i}" for i in range(6)], tmp_path / "s.parquet")
     before = sorted(p.name for p in tmp_path.iterdir())
 
-    def disk_full(ids, reasons, path, name):
+    def disk_full(parts, path, name):
         Path(path).write_text("id,removed_by\n")
         raise OSError(28, "No space left on device")
 
@@ -206,3 +206,36 @@ def test_real_embed_then_prune_csv_round_trip(tmp_path):
     header, *records = csv_records(text.lstrip("\ufeff"))
     assert csv_records(out.read_bytes().decode("utf-8-sig")) == [header] + [rec for rec in records if rec[1] != ""]
     assert json.loads(r.stdout)["removed_by"] == {"year != null": 2}
+
+
+def test_scored_rows_in_source_order_or_not_give_the_same_records(tmp_path, monkeypatch):
+    """Embed's own order is matched batch by batch (here 17 scored rows a batch against the source's
+    4096), any other order or a subset by id as a set: the records written are the same."""
+    import curate.prune.columns
+
+    monkeypatch.setattr(curate.prune.columns, "BATCH_ROWS", 17)
+    d = tmp_path / "data"
+    d.mkdir()
+    for name, lo in (("a.jsonl", 0), ("b.jsonl", 40)):
+        (d / name).write_text("".join(json.dumps({"t": i}) + "\n" for i in range(lo, lo + 40)))
+    ids = [f"{f}:{i}" for f in ("a.jsonl", "b.jsonl") for i in range(40)]
+    in_order = scored_for(d, ids, tmp_path / "s.parquet")
+    shuffled = scored_for(d, ids[::-1], tmp_path / "r.parquet")  # s cycles +1, 0, -1 in the reversed order
+
+    def expect(kept: set[str]) -> dict[str, str]:
+        return {f: "".join(json.dumps({"t": lo + i}) + "\n" for i in range(40) if f"{f}:{i}" in kept)
+                for f, lo in (("a.jsonl", 0), ("b.jsonl", 40))}
+
+    def written(out: Path) -> dict[str, str]:
+        return {f: (out / f).read_text() for f in ("a.jsonl", "b.jsonl")}
+
+    for scored, order, out in ((in_order, ids, tmp_path / "o1"), (shuffled, ids[::-1], tmp_path / "o2")):
+        r = run("prune", scored, "--keep", "s > 0", "--source", d, "-o", out)
+        assert r.exit_code == 0, r.stderr
+        assert written(out) == expect({order[i] for i in kept_positions(80)})
+    # A subset in order (the scored output of a prune, pruned again): the rest of the source is not kept.
+    sub = tmp_path / "sub.parquet"
+    assert run("prune", in_order, "--keep", "s >= 0", "-o", sub).exit_code == 0
+    r = run("prune", sub, "--keep", "s > 0", "--source", d, "-o", tmp_path / "o3")
+    assert r.exit_code == 0, r.stderr
+    assert written(tmp_path / "o3") == expect({ids[i] for i in kept_positions(80)})

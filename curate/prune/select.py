@@ -1,4 +1,8 @@
-"""Which rows to keep: conditions (global or per-class quantiles), budgets, random baseline."""
+"""Which rows to keep: conditions (global or per-class quantiles), budgets, random baseline.
+
+Everything is computed from the scored file one column at a time (curate.prune.columns): per row,
+memory holds a keep mask, a reason code and a label code, and while a quantile is taken the
+valid values of one column."""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.atomic import atomic_group, check_distinct, check_output
 from curate.io.fs import as_path, is_uri
-from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, open_parquet, open_stream, read_provenance, with_provenance
+from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, open_stream, read_provenance, with_provenance
 from curate.io.provenance import base_record, fingerprint
+from curate.prune.columns import LabelCodes, ScoredColumns, grouped_valid, quantile_linear
 from curate.prune.conditions import Bound, Condition, parse_condition
 
 QUANTILE_METHOD = "linear"  # polars' "linear" == numpy's default quantile interpolation
@@ -88,76 +94,91 @@ def _check(cfg: PruneConfig, schema: pl.Schema, path) -> list[Condition]:
     return conds
 
 
-def _valid(column: str) -> pl.Expr:
-    """The values quantiles are taken over: nulls and NaN left out (they are counted separately)."""
-    return pl.col(column).cast(pl.Float64).drop_nulls().drop_nans()
-
-
-def _resolve(df: pl.DataFrame, c: Condition, b: Bound, per_class: bool) -> tuple[np.ndarray, Any]:
-    """Per-row numeric bound and what to report (a number, or {class: number})."""
-    n = df.height
-    if not b.is_quantile:
-        v = b.value
-        return np.full(n, float(v)), v
-    if not per_class:
-        q = df.select(_valid(c.column).quantile(b.quantile, interpolation=QUANTILE_METHOD)).item()
-        if q is None:
-            raise InputError(f"--keep {c.text!r}: column {c.column!r} has no value that is neither null nor NaN; no quantile to take")
-        return np.full(n, q), q
-    per = df.group_by("label", maintain_order=True).agg(_valid(c.column).quantile(b.quantile, interpolation=QUANTILE_METHOD).alias("q"))
-    joined = df.select("label").join(per, on="label", how="left", maintain_order="left")
-    values = joined["q"].fill_null(np.nan).to_numpy()
-    report = {str(k): v for k, v in zip(per["label"].to_list(), per["q"].to_list())}
-    return values.astype(np.float64), report
-
-
-def ignored_counts(df: pl.DataFrame, conds: list[Condition]) -> dict[str, dict[str, int]]:
-    """For each column a quantile is taken of: how many nulls and NaN the quantile ignored."""
-    out: dict[str, dict[str, int]] = {}
-    for c in conds:
-        if any(b.is_quantile for b in c.bounds()) and c.column not in out:
-            s = df[c.column]
-            nan = int(s.cast(pl.Float64).is_nan().sum() or 0)
-            out[c.column] = {"null": int(s.null_count()), "nan": nan}
+def _resolve_quantiles(cols: ScoredColumns, c: Condition, labels: LabelCodes | None, per_class: bool,
+                       ignored: dict[str, dict[str, int]]) -> dict[Bound, tuple[Any, Any]]:
+    """Each quantile bound of ``c``: (per-class (k,) float64 bounds or one number, what to report)."""
+    qs = [b for b in c.bounds() if b.is_quantile]
+    if not qs:
+        return {}
+    groups = labels.codes if per_class else None
+    buf, offsets, nulls, nans = grouped_valid(cols, c.column, groups, labels.k if labels is not None else 1)
+    ignored.setdefault(c.column, {"null": nulls, "nan": nans})
+    out: dict[Bound, tuple[Any, Any]] = {}
+    for b in qs:
+        per = [quantile_linear(buf[offsets[g]:offsets[g + 1]], b.quantile) for g in range(len(offsets) - 1)]
+        if not per_class:
+            if per[0] is None:
+                raise InputError(f"--keep {c.text!r}: column {c.column!r} has no value that is neither null nor NaN; no quantile to take")
+            out[b] = (per[0], per[0])
+        else:
+            report = {str(v): q for v, q in zip(labels.values, per)}
+            # A row without a label has no class to bound it: it fails (the bound is reported all the same).
+            bound = [np.nan if q is None or v is None else q for v, q in zip(labels.values, per)]
+            out[b] = (np.array(bound, dtype=np.float64), report)
     return out
 
 
-def evaluate(df: pl.DataFrame, conds: list[Condition], per_class: bool, keep_null: bool):
-    """Mask of rows meeting every condition, the first condition each other row failed, resolved bounds.
+def evaluate(cols: ScoredColumns, conds: list[Condition], labels: LabelCodes | None, per_class: bool, keep_null: bool):
+    """Mask of rows meeting every condition, the first condition each other row failed, resolved bounds,
+    and for each column a quantile is taken of, how many nulls and NaN the quantile ignored.
 
-    NaN never satisfies a condition; a null satisfies one only with ``keep_null`` (or ``== null``).
+    ``reason``: (n,) codes, 0 for a row meeting every condition, i + 1 for a row failing ``conds[i]``
+    first. NaN never satisfies a condition; a null satisfies one only with ``keep_null`` (or ``== null``).
+    Conditions are evaluated one column at a time, batch by batch.
     """
-    n = df.height
+    n = cols.n
     mask = np.ones(n, dtype=bool)
-    reason = np.full(n, None, dtype=object)
+    reason = np.zeros(n, dtype=np.uint8 if len(conds) + 3 <= 2**8 else np.uint16)
     resolved: dict[str, Any] = {}
-    for c in conds:
-        series = df[c.column]
-        null = series.is_null().to_numpy()
+    ignored: dict[str, dict[str, int]] = {}
+    for i, c in enumerate(conds):
         if c.is_null_test:
-            ok = null if c.op == "==" else ~null
-            if series.dtype.is_float():
-                ok = ok & ~series.is_nan().fill_null(False).to_numpy()
             resolved[c.text] = {"null": None}
+            is_float = cols.schema[c.column].is_float()
+            start = 0
+            for batch in cols.batches([c.column]):
+                arr = batch.column(0)
+                null = arr.is_null().to_numpy(zero_copy_only=False)
+                ok = null if c.op == "==" else ~null
+                if is_float:
+                    ok = ok & ~pc.is_nan(arr).fill_null(False).to_numpy(zero_copy_only=False)
+                _narrow(mask, reason, start, ok, i + 1)
+                start += len(arr)
+            continue
+        quantiles = _resolve_quantiles(cols, c, labels, per_class, ignored)
+        bound = lambda b: quantiles[b] if b.is_quantile else (float(b.value), b.value)  # noqa: E731
+        lo, lo_rep = bound(c.low)
+        if c.op == "in":
+            hi, hi_rep = bound(c.high)
+            with np.errstate(invalid="ignore"):
+                if np.any(np.asarray(lo) > np.asarray(hi)):
+                    raise InputError(f"--keep {c.text!r}: malformed condition, the bounds resolve to an empty interval "
+                                     f"({lo_rep} > {hi_rep}); write the low bound first")
+            resolved[c.text] = {str(c.low): lo_rep, str(c.high): hi_rep}
         else:
-            x = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
-            lo, lo_rep = _resolve(df, c, c.low, per_class)
+            resolved[c.text] = {str(c.low): lo_rep}
+        for start, x, null in cols.floats(c.column):
+            rows = labels.codes[start:start + len(x)] if per_class else None
             with np.errstate(invalid="ignore"):
                 if c.op == "in":
-                    hi, hi_rep = _resolve(df, c, c.high, per_class)
-                    if np.any(lo > hi):
-                        raise InputError(f"--keep {c.text!r}: malformed condition, the bounds resolve to an empty interval "
-                                         f"({lo_rep} > {hi_rep}); write the low bound first")
-                    ok = (x >= lo) & (x <= hi)
-                    resolved[c.text] = {str(c.low): lo_rep, str(c.high): hi_rep}
+                    ok = (x >= _per_row(lo, rows)) & (x <= _per_row(hi, rows))
                 else:
-                    ok = {">": x > lo, ">=": x >= lo, "<": x < lo, "<=": x <= lo, "==": x == lo, "!=": x != lo}[c.op]
-                    resolved[c.text] = {str(c.low): lo_rep}
-            ok = np.where(null, keep_null, ok & ~np.isnan(x))
-        failed = mask & ~ok
-        reason[failed] = c.text
-        mask &= ok
-    return mask, reason, resolved
+                    b = _per_row(lo, rows)
+                    ok = {">": x > b, ">=": x >= b, "<": x < b, "<=": x <= b, "==": x == b, "!=": x != b}[c.op]
+            _narrow(mask, reason, start, np.where(null, keep_null, ok & ~np.isnan(x)), i + 1)
+    return mask, reason, resolved, ignored
+
+
+def _per_row(bound: float | np.ndarray, rows: np.ndarray | None) -> float | np.ndarray:
+    """A bound for each row of a batch: one number, or the (k,) per-class bounds at the rows' label codes."""
+    return bound[rows] if isinstance(bound, np.ndarray) else bound
+
+
+def _narrow(mask: np.ndarray, reason: np.ndarray, start: int, ok: np.ndarray, code: int) -> None:
+    """Rows ``start:start + len(ok)`` stay kept only where ``ok``; a row leaving now records ``code``."""
+    m = mask[start:start + len(ok)]
+    reason[start:start + len(ok)][m & ~ok] = code
+    m &= ok
 
 
 def _quota(total: int, groups: dict[Any, int], budget: int) -> dict[Any, int]:
@@ -170,66 +191,122 @@ def _quota(total: int, groups: dict[Any, int], budget: int) -> dict[Any, int]:
     return q
 
 
-def apply_budget(df: pl.DataFrame, mask: np.ndarray, reason: np.ndarray, cfg: PruneConfig) -> np.ndarray:
-    """Keep the top N / fraction F of eligible rows by ``cfg.by`` (optionally per class); ties: earlier rows first."""
-    n = df.height
+def apply_budget(cols: ScoredColumns, mask: np.ndarray, labels: LabelCodes | None, cfg: PruneConfig) -> np.ndarray:
+    """Keep the top N / fraction F of eligible rows by ``cfg.by`` (optionally per class); ties: earlier rows first.
+
+    Per group, the rank-``quota`` value ``t`` is found by a partition of the group's eligible values;
+    then one pass keeps the rows better than ``t`` and, in file order, as many rows equal to ``t``
+    as the quota still allows.
+    """
+    n = cols.n
     budget = cfg.top if cfg.top is not None else int(round(cfg.fraction * n))
-    group = df["label"].cast(pl.Utf8) if cfg.balanced else pl.Series("g", [""] * n)
-    frame = pl.DataFrame({"i": np.arange(n), "g": group, "x": df[cfg.by].cast(pl.Float64), "ok": mask})
-    sizes = frame.group_by("g", maintain_order=True).len()
-    quota = _quota(n, dict(zip(sizes["g"].to_list(), sizes["len"].to_list())), budget) if cfg.balanced else {"": budget}
-    chosen = (frame.filter(pl.col("ok") & pl.col("x").is_not_null() & pl.col("x").is_not_nan())
-              .sort(["x", "i"], descending=[not cfg.ascending, False])
-              .with_columns(rank=pl.int_range(pl.len()).over("g"))
-              .join(pl.DataFrame({"g": list(quota), "q": list(quota.values())}, schema={"g": pl.Utf8, "q": pl.Int64}), on="g")
-              .filter(pl.col("rank") < pl.col("q"))["i"].to_numpy())
+    if cfg.balanced:
+        groups, k = labels.codes, labels.k
+        quota = _quota(n, dict(enumerate(labels.counts().tolist())), budget)
+        # A null label is its own group for the split, but never joins its quota: no row of it is chosen.
+        q = np.array([0 if labels.values[g] is None else quota[g] for g in range(k)], dtype=np.int64)
+    else:
+        groups, k, q = None, 1, np.array([budget], dtype=np.int64)
+    buf, offsets, _, _ = grouped_valid(cols, cfg.by, groups, k, eligible=mask)
+    take_all = np.zeros(k, dtype=bool)
+    t = np.full(k, np.nan)
+    ties = np.zeros(k, dtype=np.int64)  # rows equal to t still to take
+    for g in range(k):
+        seg = buf[offsets[g]:offsets[g + 1]]
+        m = len(seg)
+        if q[g] >= m:
+            take_all[g] = True
+        elif q[g] > 0:
+            kth = q[g] - 1 if cfg.ascending else m - q[g]
+            seg.partition(kth)
+            t[g] = seg[kth]
+            better = int((seg < t[g]).sum() if cfg.ascending else (seg > t[g]).sum())
+            ties[g] = q[g] - better
+    del buf
     out = np.zeros(n, dtype=bool)
-    out[chosen] = True
-    cut = mask & ~out
-    reason[cut] = f"{'--top ' + str(cfg.top) if cfg.top is not None else '--fraction ' + str(cfg.fraction)} by {cfg.by}"
+    for start, x, _ in cols.floats(cfg.by):
+        sl = slice(start, start + len(x))
+        g = np.zeros(len(x), np.int64) if groups is None else groups[sl].astype(np.int64)
+        ok = mask[sl] & ~np.isnan(x)
+        tg = t[g]
+        with np.errstate(invalid="ignore"):
+            better = (x < tg) if cfg.ascending else (x > tg)
+            tie = np.flatnonzero(ok & (x == tg))
+        chosen = ok & (take_all[g] | better)
+        if len(tie):
+            tg_ = g[tie]
+            order = np.argsort(tg_, kind="stable")
+            sorted_g = tg_[order]
+            first = np.searchsorted(sorted_g, sorted_g, side="left")
+            rank = np.empty(len(tie), dtype=np.int64)
+            rank[order] = np.arange(len(tie)) - first
+            take = rank < ties[tg_]
+            chosen[tie[take]] = True
+            ties -= np.bincount(tg_[take], minlength=k)
+        out[sl] = chosen
     return out
 
 
-def random_like(df: pl.DataFrame, kept: np.ndarray, cfg: PruneConfig) -> np.ndarray:
+def random_like(labels: LabelCodes | None, n: int, kept: np.ndarray, cfg: PruneConfig) -> np.ndarray:
     """A uniform random subset of all rows with as many rows as ``kept`` (per class with --balanced)."""
     rng = np.random.default_rng(cfg.seed)
-    n = df.height
     out = np.zeros(n, dtype=bool)
     if cfg.balanced:
-        labels = df["label"].cast(pl.Utf8).to_numpy()
-        for g in np.unique(labels):  # one draw per class, not per row
-            idx = np.flatnonzero(labels == g)
-            out[rng.choice(idx, int(kept[idx].sum()), replace=False)] = True
+        kept_per = labels.counts(kept)
+        text = pl.from_arrow(pa.array(labels.values, type=labels.dtype)).cast(pl.Utf8).to_list()
+        # One draw per class, in the order of the classes' text (as np.unique sorts them); a null label first.
+        for g in sorted(range(labels.k), key=lambda g: (text[g] is not None, text[g] or "")):
+            idx = np.flatnonzero(labels.codes == g)
+            out[rng.choice(idx, int(kept_per[g]), replace=False)] = True
     else:
         out[rng.choice(n, int(kept.sum()), replace=False)] = True
     return out
 
 
-def select(df: pl.DataFrame, cfg: PruneConfig, path="scored file"):
-    """(kept mask, removing condition per row or None, resolved bounds) over the score columns ``df``."""
-    conds = _check(cfg, df.schema, path)
-    mask, reason, resolved = evaluate(df, conds, cfg.per_class, cfg.keep_null)
+def select(cols: ScoredColumns, cfg: PruneConfig, labels: LabelCodes | None, path="scored file"):
+    """(kept mask, reason codes, reason texts, resolved bounds, quantile-ignored counts) over the file's scores.
+
+    ``texts[reason[i]]`` is the condition that removed row i (None for a kept row).
+    """
+    conds = _check(cfg, cols.schema, path)
+    mask, reason, resolved, ignored = evaluate(cols, conds, labels, cfg.per_class, cfg.keep_null)
+    texts: list[str | None] = [None] + [c.text for c in conds]
     if cfg.top is not None or cfg.fraction is not None:
+        cut = mask.copy()
         if cfg.by:
-            mask = apply_budget(df, mask, reason, cfg)
-        else:  # --random with a budget and no ranking column
-            budget = cfg.top if cfg.top is not None else int(round(cfg.fraction * df.height))
-            idx = np.flatnonzero(mask)[:budget]
-            cut = mask.copy()
-            mask = np.zeros(df.height, bool)
-            mask[idx] = True
-            reason[cut & ~mask] = f"--top {cfg.top}" if cfg.top is not None else f"--fraction {cfg.fraction}"
+            mask = apply_budget(cols, mask, labels, cfg)
+            texts.append(f"{'--top ' + str(cfg.top) if cfg.top is not None else '--fraction ' + str(cfg.fraction)} by {cfg.by}")
+        else:  # --random with a budget and no ranking column: the first eligible rows
+            budget = cfg.top if cfg.top is not None else int(round(cfg.fraction * cols.n))
+            mask = _first(mask, budget)
+            texts.append(f"--top {cfg.top}" if cfg.top is not None else f"--fraction {cfg.fraction}")
+        reason[cut & ~mask] = len(texts) - 1
+        del cut
     if cfg.random:
-        mask = random_like(df, mask, cfg)
-        reason = np.where(mask, None, "--random baseline").astype(object)
-    reason[mask] = None
-    return mask, reason, resolved
+        mask = random_like(labels, cols.n, mask, cfg)
+        texts.append("--random baseline")
+        reason[:] = len(texts) - 1
+    reason[mask] = 0
+    return mask, reason, texts, resolved, ignored
 
 
-def removed_counts(reason: np.ndarray, mask: np.ndarray) -> dict[str, int]:
-    """How many rows each condition removed (each row counted under the first condition it failed)."""
-    removed = pl.Series("reason", reason[~mask].tolist(), dtype=pl.Utf8).value_counts(sort=True, name="n")
-    return dict(zip(removed["reason"].to_list(), removed["n"].to_list()))
+def _first(mask: np.ndarray, budget: int, block: int = 1 << 20) -> np.ndarray:
+    """``mask`` with only its first ``budget`` true rows left true (counted block by block)."""
+    out = mask.copy()
+    for s in range(0, len(out), block):
+        part = out[s:s + block]
+        part &= np.cumsum(part, dtype=np.int64) <= budget
+        budget -= int(part.sum())
+    return out
+
+
+def removed_counts(reason: np.ndarray, mask: np.ndarray, texts: list[str | None]) -> dict[str, int]:
+    """How many rows each condition removed (each row counted under the first condition it failed), most first."""
+    counts: dict[str, int] = {}
+    for code, c in enumerate(np.bincount(reason[~mask], minlength=len(texts)).tolist()):
+        if c:
+            counts[texts[code]] = counts.get(texts[code], 0) + c
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def check_paths(scored: Path, output: Path, dropped: Path | None, source: Path | None, overwrite: bool) -> None:
@@ -266,20 +343,6 @@ def check_source(source_spec: Path, prov: dict[str, Any], scored: Path):
     return src
 
 
-def score_frame(scored: Path) -> tuple[pq.ParquetFile, pl.DataFrame]:
-    """The scored file and its score columns only: embeddings (list columns) are never loaded."""
-    pf = open_parquet(scored)
-    schema = pf.schema_arrow
-    if "id" not in schema.names:
-        raise InputError(f"{scored}: no 'id' column; prune reads files written by `curate score`")
-    cols = [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
-                                           or pa.types.is_large_list(f.type))]
-    try:
-        return pf, pl.from_arrow(pf.read(columns=cols))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"{scored}: could not read ({type(e).__name__}: {e})") from None
-
-
 def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str | Path | None = None,
           copy: bool = False, dropped: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Keep the rows of SCORED that satisfy ``cfg``; write them (or their source records) to OUTPUT.
@@ -292,7 +355,7 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
     dropped = as_path(dropped) if dropped is not None else None
     validate_options(cfg)
     check_paths(scored, output, dropped, as_path(source) if source is not None else None, overwrite)
-    pf, df = score_frame(scored)
+    cols = ScoredColumns(scored)
     prov = read_provenance(scored)
     src = None
     if source is not None:
@@ -311,41 +374,57 @@ def prune(scored: str | Path, output: str | Path, cfg: PruneConfig, source: str 
         raise InputError(f"-o {output}: is a file, but the output of this --source is a folder; name a folder")
     if not dir_out and output.is_dir():
         raise InputError(f"-o {output}: is a directory; name a file")
-    mask, reason, resolved = select(df, cfg, scored)
-    removed = removed_counts(reason, mask)
+    labels = cols.labels() if "label" in cols.schema else None
+    mask, reason, texts, resolved, ignored = select(cols, cfg, labels, scored)
+    removed = removed_counts(reason, mask, texts)
     n_kept = int(mask.sum())
     if n_kept == 0 and not cfg.allow_empty:
-        raise InputError(f"no row is kept ({df.height} in; removed: "
+        raise InputError(f"no row is kept ({cols.n} in; removed: "
                          f"{', '.join(f'{k!r} {v}' for k, v in removed.items())}); loosen the conditions or pass --allow-empty")
-    ids = df["id"].cast(pl.Utf8).to_arrow()
-    keep_ids = ids.filter(pa.array(mask))
-    ignored = ignored_counts(df, [parse_condition(k) for k in cfg.keep])
     record = dict(prov)
     record["prune"] = {**{k: v for k, v in base_record("prune").items() if k != "tool"}, "config": cfg.to_dict(),
                        "resolved_bounds": resolved, "quantile_interpolation": QUANTILE_METHOD, "quantile_ignored": ignored,
-                       "scored": fingerprint(scored), "rows_in": df.height, "rows_kept": n_kept, "removed_by": removed}
+                       "scored": fingerprint(scored), "rows_in": cols.n, "rows_kept": n_kept, "removed_by": removed}
     with atomic_group([output] + ([dropped] if dropped is not None else [])) as tmps:
         if dir_out:
             tmps[0].mkdir()
         if src is None:
             _write_kept(scored, mask, record, tmps[0])
-        elif isinstance(src, writers.ImageFolderSource):
-            writers.write_images(src, keep_ids, ids, tmps[0], copy)
         else:
-            id_rule = (prov.get("source") or {}).get("id_rule", "")
-            id_col = id_rule[len("column "):] if id_rule.startswith("column ") else None
-            writers.write_tables(src, not dir_out, id_col, keep_ids, ids, tmps[0])
+            scored_ids = lambda: _scored_ids(cols, mask)  # noqa: E731  read again by each pass over the source
+            if isinstance(src, writers.ImageFolderSource):
+                writers.write_images(src, scored_ids, tmps[0], copy)
+            else:
+                id_rule = (prov.get("source") or {}).get("id_rule", "")
+                id_col = id_rule[len("column "):] if id_rule.startswith("column ") else None
+                writers.write_tables(src, not dir_out, id_col, scored_ids, tmps[0])
         if dropped is not None:
-            writers.write_dropped(ids.filter(pa.array(~mask)), pa.array(reason[~mask].tolist(), pa.string()), tmps[1], dropped.name)
-    summary: dict[str, Any] = {"output": str(output), "rows_in": df.height, "rows_kept": n_kept,
+            writers.write_dropped(_dropped_rows(cols, mask, reason, texts), tmps[1], dropped.name)
+    summary: dict[str, Any] = {"output": str(output), "rows_in": cols.n, "rows_kept": n_kept,
                                "removed_by": removed, "resolved_bounds": resolved, "quantile_ignored": ignored}
-    if "label" in df.columns:
-        before = df.group_by("label").len().sort("label")
-        after = df.filter(pl.Series(mask)).group_by("label").len()
-        counts = dict(zip(map(str, after["label"].to_list()), after["len"].to_list()))
-        summary["per_class"] = {str(k): {"in": v, "kept": counts.get(str(k), 0)}
-                                for k, v in zip(before["label"].to_list(), before["len"].to_list())}
+    if labels is not None:
+        before, after = labels.counts(), labels.counts(mask)
+        summary["per_class"] = {str(labels.values[g]): {"in": int(before[g]), "kept": int(after[g])} for g in labels.sorted_order()}
     return summary
+
+
+def _scored_ids(cols: ScoredColumns, mask: np.ndarray):
+    """(ids as Arrow strings, keep flags) of the scored file, batch by batch in file order."""
+    start = 0
+    for batch in cols.batches(["id"]):
+        yield pc.cast(batch.column(0), pa.string()), mask[start:start + batch.num_rows]
+        start += batch.num_rows
+
+
+def _dropped_rows(cols: ScoredColumns, mask: np.ndarray, reason: np.ndarray, texts: list[str | None]):
+    """(ids, removing conditions) of the removed rows as Arrow strings, batch by batch in file order."""
+    names = pa.array(texts, pa.string())
+    start = 0
+    for batch in cols.batches(["id"]):
+        drop = ~mask[start:start + batch.num_rows]
+        codes = reason[start:start + batch.num_rows][drop]
+        start += batch.num_rows
+        yield pc.cast(batch.column(0), pa.string()).filter(pa.array(drop)), names.take(pa.array(codes))
 
 
 def _write_kept(scored: Path, mask: np.ndarray, record: dict[str, Any], out: Path, batch_rows: int = ROW_GROUP_ROWS) -> None:

@@ -10,11 +10,14 @@ and a count mismatch is an error rather than a silent shift.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -84,7 +87,47 @@ def _matched(scored_ids: pa.Array, ids: pa.Array) -> int:
     return pc.sum(pc.is_in(ids, value_set=scored_ids)).as_py() or 0
 
 
-def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> tuple[int, int]:
+# (ids, keep flags) of the scored file, batch by batch in its row order.
+ScoredIds = Callable[[], Iterator[tuple[pa.Array, np.ndarray]]]
+# The keep flags of one batch of source ids, and how many of them are scored ids.
+KeepOf = Callable[[pa.Array], tuple[np.ndarray, int]]
+
+
+class _Misaligned(Exception):
+    """The scored ids are not the source's ids in the source's order."""
+
+
+class _Aligned:
+    """Hands out the scored (id, keep) batches in slices as long as the source's id batches, and
+    proves each slice's ids equal the source's: memory is a batch, whatever the rows."""
+
+    def __init__(self, scored: ScoredIds):
+        self._batches = scored()
+        self._ids, self._keep = pa.array([], pa.string()), np.zeros(0, dtype=bool)
+
+    def _fill(self, m: int) -> None:
+        while len(self._ids) < m:
+            nxt = next(self._batches, None)
+            if nxt is None:
+                return
+            self._ids = pa.concat_arrays([self._ids, nxt[0]])
+            self._keep = np.concatenate([self._keep, nxt[1]])
+
+    def __call__(self, ids: pa.Array) -> tuple[np.ndarray, int]:
+        m = len(ids)
+        self._fill(m)
+        if len(self._ids) < m or (m and not pc.all(pc.equal(ids, self._ids[:m])).as_py()):
+            raise _Misaligned
+        keep = self._keep[:m]
+        self._ids, self._keep = self._ids[m:], self._keep[m:]
+        return keep, m
+
+    def exhausted(self) -> bool:
+        self._fill(1)
+        return len(self._ids) == 0
+
+
+def write_table_file(source: TableSource, f: Path, id_col: str | None, keep_of: KeepOf, out: Path) -> tuple[int, int]:
     """Write the kept records of table file ``f`` to ``out``; return (records in f, scored ids found)."""
     total = found = 0
     if source.fmt == "parquet":
@@ -95,8 +138,9 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
             for batch in pf.iter_batches(batch_size=4096):
                 ids = next(id_batches)
                 total += len(ids)
-                found += _matched(scored_ids, ids)
-                writer.write_batch(batch.filter(pc.is_in(ids, value_set=keep)))
+                keep, hit = keep_of(ids)
+                found += hit
+                writer.write_batch(batch.filter(pa.array(keep)))
         finally:
             writer.close()
         return total, found
@@ -106,8 +150,9 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
         raw_iter = iter(records)
         for ids in _ids(source, f, id_col):
             total += len(ids)
-            found += _matched(scored_ids, ids)
-            for k in pc.is_in(ids, value_set=keep).to_pylist():
+            keep, hit = keep_of(ids)
+            found += hit
+            for k in keep.tolist():
                 raw = next(raw_iter, _END)
                 if raw is _END:
                     raise InputError(f"--source {f}: its records could not be split as embed read them; re-save it as Parquet")
@@ -118,17 +163,45 @@ def write_table_file(source: TableSource, f: Path, id_col: str | None, keep: pa.
     return total, found
 
 
-def write_tables(source: TableSource, single: bool, id_col: str | None, keep: pa.Array, scored_ids: pa.Array, out: Path) -> None:
-    """One file to ``out``, or (directory/glob input) each file to ``out/<path relative to the input>``."""
-    found = 0
-    for f in source.files:
-        target = out if single else out / f.relative_to(source.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        found += write_table_file(source, f, id_col, keep, scored_ids, target)[1]
-    _check_found(source.root if not single else source.files[0], len(scored_ids), found)
+def write_tables(source: TableSource, single: bool, id_col: str | None, scored: ScoredIds, out: Path) -> None:
+    """One file to ``out``, or (directory/glob input) each file to ``out/<path relative to the input>``.
+
+    The scored file of an embedded source lists the source's ids in its order, so records and
+    scored rows are compared batch by batch. Any other scored file (rows of it pruned before, say)
+    is matched by id as a set, holding its ids as Arrow strings."""
+
+    def each_file(keep_of: KeepOf) -> int:
+        found = 0
+        for f in source.files:
+            target = out if single else out / f.relative_to(source.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            found += write_table_file(source, f, id_col, keep_of, target)[1]
+        return found
+
+    try:
+        aligned = _Aligned(scored)
+        each_file(aligned)
+        if not aligned.exhausted():
+            raise _Misaligned
+        return
+    except _Misaligned:
+        pass
+    ids, keep = _whole(scored)
+    keep_ids = ids.filter(pa.array(keep))
+    found = each_file(lambda b: (pc.is_in(b, value_set=keep_ids).to_numpy(zero_copy_only=False), _matched(ids, b)))
+    _check_found(source.root if not single else source.files[0], len(ids), found)
 
 
-def write_images(source: ImageFolderSource, keep: pa.Array, scored_ids: pa.Array, out: Path, copy: bool) -> None:
+def _whole(scored: ScoredIds) -> tuple[pa.Array, np.ndarray]:
+    parts = list(scored())
+    ids = pa.concat_arrays([pa.array([], pa.string())] + [p[0] for p in parts])
+    return ids, np.concatenate([np.zeros(0, dtype=bool)] + [p[1] for p in parts])
+
+
+def write_images(source: ImageFolderSource, scored: ScoredIds, out: Path, copy: bool) -> None:
+    """A symlink (or copy) of each kept image; an image folder holds one file per row, so its ids are few."""
+    scored_ids, mask = _whole(scored)
+    keep = scored_ids.filter(pa.array(mask))
     rel = pa.array([p.relative_to(source.root).as_posix() for p in source.images], pa.string())
     _check_found(source.root, len(scored_ids), _matched(scored_ids, rel))
     for rid in sorted(keep.to_pylist()):
@@ -146,15 +219,41 @@ def _check_found(where: Path, n_scored: int, found: int) -> None:
                          "pass the input that was embedded, exactly as it was given to `curate embed`")
 
 
-def write_dropped(ids: pa.Array, reasons: pa.Array, path: Path, target_name: str) -> None:
-    """Removed ids and the condition that removed each, as CSV, JSONL or Parquet by ``target_name``'s suffix."""
-    import polars as pl
+_CSV_SPECIAL = re.compile(r'[,"\n\r]')
+_JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
 
-    df = pl.DataFrame({"id": pl.Series(ids.to_pylist(), dtype=pl.Utf8), "removed_by": pl.Series(reasons.to_pylist(), dtype=pl.Utf8)})
+
+def _csv_field(v: str) -> str:
+    """A field as polars' write_csv writes it: quoted when empty or holding a comma, quote or line break."""
+    return '"' + v.replace('"', '""') + '"' if not v or _CSV_SPECIAL.search(v) else v
+
+
+def _json_string(v: str) -> str:
+    """A string as polars' write_ndjson writes it (UTF-8 kept, quotes, backslashes and controls escaped)."""
+    return json.dumps(v, ensure_ascii=False) if _JSON_SPECIAL.search(v) else '"' + v + '"'
+
+
+def write_dropped(parts: Iterable[tuple[pa.Array, pa.Array]], path: Path, target_name: str) -> None:
+    """Removed ids and the condition that removed each (string arrays, batch by batch in file order),
+    as CSV, JSONL or Parquet by ``target_name``'s suffix.
+
+    CSV and JSONL are the bytes of polars' write_csv / write_ndjson of the whole list, written
+    here line by line (polars' allocator would keep every freed batch for seconds); Parquet goes
+    through pyarrow's incremental writer (the rows and column types polars' write would give)."""
     suffix = Path(target_name).suffix.lower()
     if suffix == ".parquet":
-        df.write_parquet(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        df.write_ndjson(path)
-    else:
-        df.write_csv(path)
+        schema = pa.schema([("id", pa.large_string()), ("removed_by", pa.large_string())])
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for ids, reasons in parts:
+                writer.write_table(pa.table([ids, reasons], names=["id", "removed_by"]).cast(schema))
+        return
+    jsonl = suffix in (".jsonl", ".ndjson")
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        if not jsonl:
+            fh.write("id,removed_by\n")
+        for ids, reasons in parts:
+            rs = reasons.to_pylist()
+            if jsonl:
+                fh.write("".join(f'{{"id":{_json_string(i)},"removed_by":{_json_string(r)}}}\n' for i, r in zip(ids.to_pylist(), rs)))
+            else:
+                fh.write("".join(f"{_csv_field(i)},{_csv_field(r)}\n" for i, r in zip(ids.to_pylist(), rs)))
