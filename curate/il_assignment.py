@@ -81,8 +81,15 @@ class Assignment:
 
     def _batches(self):
         """The assignment's (ids as strings, halves as int8), batch by batch, the halves checked."""
-        pf = open_stream(self.path)
-        for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["id", "half"], use_threads=False):
+        batches = open_stream(self.path).iter_batches(batch_size=ROW_GROUP_ROWS, columns=["id", "half"], use_threads=False)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (OSError, pa.ArrowException) as e:  # a damaged page: the footer alone was checked on opening
+                raise InputError(f"{self.path}: could not read ({type(e).__name__}: {e}); "
+                                 "re-create the model with `curate il train --cross-fit`") from None
+            if batch is None:
+                return
             half = batch.column(1)
             ok = pc.is_in(half, value_set=pa.array([0, 1], half.type)) if pa.types.is_integer(half.type) else None
             if ok is None or half.null_count or not pc.all(ok).as_py():

@@ -8,6 +8,8 @@ the assignment's order), for that pool shuffled and for a shuffled subset of it.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -120,3 +122,16 @@ def test_an_id_not_in_the_assignment_is_refused_naming_the_first(trained, tmp_pa
     model = ILModel(cf)
     with pytest.raises(Exception, match="id 'zz' is not in the cross-fit model"):
         model.index_losses(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), [same_len[0], "zz"], "batch")
+
+
+def test_an_assignment_with_a_half_other_than_0_or_1_is_refused(trained, tmp_path):
+    d, pool, cf = trained
+    bad = tmp_path / "cf"
+    shutil.copytree(cf, bad)
+    t = pq.read_table(cf / "assignment.parquet")
+    half = t.column("half").to_numpy().copy()
+    half[N - 5] = 2
+    pq.write_table(t.set_column(1, "half", pa.array(half, pa.int8())), bad / "assignment.parquet")
+    out = tmp_path / "s.parquet"
+    assert_fails(["score", pool, "-m", "rho", "--il", bad, "-K", 1, "-t", 1, "--arch", "linear", "-o", out],
+                 "assignment.parquet: column 'half' must hold 0 or 1 on every row", out=out)
