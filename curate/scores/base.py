@@ -211,14 +211,17 @@ class ScoreContext:
         ((n,) int16, int32 past 32767 classes), read batch by batch; nulls and NaN refused
         (InputError naming the first bad row's id). From the pool file by ``read_label_codes``,
         as `il train` reads it (Python-equal labels, 0.0 and -0.0, are one class)."""
-        from curate.io.label_codes import read_label_codes
+        from curate.io.label_codes import LabelCodes, read_label_codes
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
         if self.table is not None:
             return self._encoded_held(who)
-        classes, y = read_label_codes(self.pool, who).classes()
-        return classes, y.astype(np.int16 if len(classes) < 2**15 else np.int32)
+        labels = read_label_codes(self.pool, who)
+        # The class of each distinct label (each occurs once here), then of each row through its
+        # label's code: the classes and indices of ``labels.classes()`` without its n x 8-byte array.
+        classes, lut = LabelCodes(np.arange(len(labels.values), dtype=np.int32), labels.values).classes()
+        return classes, lut.astype(np.int16 if len(classes) < 2**15 else np.int32)[labels.codes]
 
     def _encoded_held(self, who: str) -> tuple[list[Any], np.ndarray]:
         """:attr:`_encoded` for the label column of the table the caller holds."""
