@@ -3,10 +3,10 @@
 Measured as tests/test_stream_memory.py measures `curate score` (its child, its settings, for the
 same reasons; glibc's mmap threshold fixed at 64 KiB here): a subprocess at two pool sizes, both
 above the largest block a pass holds, each with a cross-fit model trained on that pool; the growth
-of the peak resident set per added row is what a row costs. The score path itself costs about
-14 bytes a row at its peak; the cross-fit lookup adds the halves (1 byte a row) and one block
-(measured: 3.4 to 5.4 bytes a row in all, 3 runs). The assignment loaded as a Python dict, as earlier versions
-did, cost about 104 bytes a row here (a str object and a dict slot per id).
+of the peak resident set per added row is what a row costs. The score path costs about 14 bytes
+a row at its peak by design; the cross-fit lookup adds the halves (1 byte a row) and one block.
+Measured: 3.4, 5.4 and 5.1 bytes a row in all (3 runs). The assignment loaded as a Python dict,
+as earlier versions did, cost 98 to 104 bytes a row here (a str object and a dict slot per id).
 """
 
 from __future__ import annotations
