@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from curate.errors import InputError
 from curate.io.parquet import ROW_GROUP_ROWS, open_stream
 
-BLOCK = 65536  # ids compared or looked up at once
+BLOCK = 65536  # ids searched in the sorted assignment at once (the aligned comparison goes by its batches)
 
 
 def _strings(values: Any) -> pa.Array:
