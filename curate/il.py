@@ -28,6 +28,7 @@ import torch
 
 from curate import progress
 from curate.errors import InputError
+from curate.il_assignment import Assignment
 from curate.io.atomic import atomic_dir, atomic_path, check_output
 from curate.io.columns import DiskColumn
 from curate.io.label_codes import LabelCodes, read_label_codes
@@ -270,8 +271,8 @@ class ILModel:
                 raise InputError(f"{cfg_path}: key 'assignment' must name the assignment Parquet; re-create the model with `curate il train --cross-fit`")
             loaded = [store.load_head(self.path / h) for h in halves]
             self.heads = [h for h, _ in loaded]
-            assign = read_table(self.path / assignment, columns=["id", "half"])
-            self.assignment = dict(zip(assign.column("id").to_pylist(), assign.column("half").to_pylist()))
+            # Read when scoring, streamed: never a Python object per row.
+            self.assignment = Assignment(self.path / assignment, self.path)
             files = [self.path / h / store.WEIGHTS for h in halves] + [self.path / assignment]
             self.labels = store.check_labels(self.config, cfg_path, None)
             if any(c.get("labels") != self.labels for _, c in loaded):
@@ -322,13 +323,8 @@ class ILModel:
         if self.kind == "cross-fit":
             if ids is None:
                 raise InputError(f"{self.path}: a cross-fit IL model needs the example ids to pick the half that did not see each one")
-            halves = np.empty(len(ids), dtype=np.int64)
-            for i, id_ in enumerate(ids):
-                h = self.assignment.get(id_)
-                if h is None:
-                    raise InputError(f"{where}: id {id_!r} is not in the cross-fit model {self.path}; "
-                                     "a cross-fit IL model scores only the pool it was trained on")
-                halves[i] = h
+            # Called once a batch in online selection: the sorted assignment is kept between calls.
+            halves = self.assignment.halves(ids, where, keep_index=True)
             groups = [(torch.from_numpy(np.flatnonzero(halves == h)), self.heads[1 - h]) for h in (0, 1)]
         else:
             groups = [(torch.arange(len(y)), self.heads[0])]
@@ -366,15 +362,9 @@ class ILModel:
                 part = slice(s, min(s + _IL_BLOCK, n))
                 sink.append(ce(self.heads[0], rows.rows(part.start, part.stop).read(), part))
         else:
-            halves = np.empty(n, dtype=np.int8)
-            for s in range(0, n, _IL_BLOCK):
-                block = ids[s:s + _IL_BLOCK]
-                for i, id_ in enumerate(block.to_pylist() if hasattr(block, "to_pylist") else block):
-                    h = self.assignment.get(id_)
-                    if h is None:
-                        raise InputError(f"{where}: id {id_!r} is not in the cross-fit model {self.path}; "
-                                         "a cross-fit IL model scores only the pool it was trained on")
-                    halves[s + i] = h
+            if ids is None:
+                raise InputError(f"{self.path}: a cross-fit IL model needs the example ids to pick the half that did not see each one")
+            halves = self.assignment.halves(ids, where)
             # Each half's rows in row order, in blocks of 65536 of that half (as index_losses takes
             # them), their losses appended to that half's file; then merged back into row order.
             parts = []

@@ -205,39 +205,34 @@ class ScoreContext:
         for v in (self.__dict__.get("snapshot") or {}).values():
             v.close()
 
-    def _label_batches(self):
-        """``(start, label array)`` of the label column in row order (dictionary decoded)."""
-        if self.table is not None:
-            start = 0
-            for chunk in self.table.column("label").chunks:
-                yield start, chunk
-                start += len(chunk)
-            return
-        from curate.io.parquet import ROW_GROUP_ROWS
-
-        start = 0
-        for batch in self._stream().iter_batches(batch_size=ROW_GROUP_ROWS, columns=["label"], use_threads=False):
-            yield start, batch.column(0)
-            start += batch.num_rows
-
-    def _has_labels(self) -> bool:
-        names = self.table.column_names if self.table is not None else self._stream().schema_arrow.names
-        return "label" in names
-
     @cached_property
     def _encoded(self) -> tuple[list[Any], np.ndarray]:
         """``(classes, codes)``: the sorted distinct labels and each row's index among them
         ((n,) int16, int32 past 32767 classes), read batch by batch; nulls and NaN refused
-        (InputError naming the first bad row's id)."""
-        from curate.io.labels import class_order, require_labels
+        (InputError naming the first bad row's id). From the pool file by ``read_label_codes``,
+        as `il train` reads it (Python-equal labels, 0.0 and -0.0, are one class)."""
+        from curate.io.label_codes import LabelCodes, read_label_codes
         from curate.scores.registry import methods_needing
 
         who = methods_needing(LABELS, self.cfg.methods)
-        if not self._has_labels():
+        if self.table is not None:
+            return self._encoded_held(who)
+        labels = read_label_codes(self.pool, who)
+        # The class of each distinct label (each occurs once here), then of each row through its
+        # label's code: the classes and indices of ``labels.classes()`` without its n x 8-byte array.
+        classes, lut = LabelCodes(np.arange(len(labels.values), dtype=np.int32), labels.values).classes()
+        return classes, lut.astype(np.int16 if len(classes) < 2**15 else np.int32)[labels.codes]
+
+    def _encoded_held(self, who: str) -> tuple[list[Any], np.ndarray]:
+        """:attr:`_encoded` for the label column of the table the caller holds."""
+        from curate.io.labels import class_order, require_labels
+
+        if "label" not in self.table.column_names:
             require_labels(pa.table({"id": pa.array([], pa.string())}), self.pool, who)  # raises: no label column
         seen: dict[Any, int] = {}  # label -> first-seen index; few entries (the classes)
         codes = np.empty(self.n, dtype=np.int32)
-        for start, col in self._label_batches():
+        start = 0
+        for col in self.table.column("label").chunks:
             if pa.types.is_dictionary(col.type):
                 col = col.cast(col.type.value_type)
             missing = col.null_count > 0
@@ -250,6 +245,7 @@ class ScoreContext:
             enc = col.dictionary_encode()
             local = np.array([seen.setdefault(v, len(seen)) for v in enc.dictionary.to_pylist()], dtype=np.int32)
             codes[start:start + len(col)] = local[enc.indices.to_numpy(zero_copy_only=False)]
+            start += len(col)
         classes = class_order(list(seen))
         rank = np.empty(len(seen), dtype=np.int32)
         rank[[seen[c] for c in classes]] = np.arange(len(classes), dtype=np.int32)
