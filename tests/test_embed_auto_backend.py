@@ -20,7 +20,7 @@ from conftest import run
 from curate.errors import InputError
 from curate.io.compat import check_same_embedding, vectors
 from curate.io.parquet import embedding_array, read_provenance, read_table
-from embed_helpers import write_jsonl
+from embed_helpers import write_digit_folder, write_jsonl
 
 INT8 = "dynamic int8 (onnxruntime transformer fusion, then quantize_dynamic: MatMul weights per channel, attention float32)"
 BASE = {"name": "all-MiniLM-L6-v2", "sha256": "1" * 64, "dimension": 384, "modality": "text", "normalize": True,
@@ -94,6 +94,14 @@ def test_a_pool_embedded_by_the_old_default_scores_with_a_model_from_the_new_one
             "--threads", "1", "-o", tmp_path / "s.parquet")
     assert r.exit_code == 0, r.stderr
     assert read_table(tmp_path / "s.parquet").num_rows == len(read_table(tmp_path / "auto.parquet"))
+
+
+def test_images_record_the_backend_their_encoder_picked(tmp_path):
+    folder = write_digit_folder(tmp_path / "digits", per_class=1, classes=2)
+    r = run("embed", folder, "--image-size", "32", "--device", "cpu", "--threads", "1", "-o", tmp_path / "i.parquet")
+    assert r.exit_code == 0, r.stderr
+    prov = read_provenance(tmp_path / "i.parquet")
+    assert prov["embedding_model"]["backend"] == "onnx" == prov["config"]["backend"]
 
 
 @pytest.mark.cuda
