@@ -33,8 +33,10 @@ def jsonl(tmp_path):
 
 def test_text_embeddings_equal_sentence_transformers_encode(jsonl, tmp_path, st_model):
     out = tmp_path / "out.parquet"
+    # --backend torch: this is the check against sentence-transformers run the same way (the
+    # default, onnx on a CPU, is held to it in test_embed_backends.py).
     r = run("embed", jsonl, "--text-column", "text", "--label-column", "label", "--id-column", "id",
-            "--batch-size", "4", "--shard-size", "5", "-o", out)
+            "--batch-size", "4", "--shard-size", "5", "--backend", "torch", "-o", out)
     assert r.exit_code == 0, r.stderr
     t = pq.read_table(out)
     assert t.column_names == ["id", "label", "embedding"]

@@ -139,18 +139,22 @@ def test_int8_provenance_names_the_export(tmp_path, cache):
     assert pq.read_table(out).column("label").to_pylist() == LABELS
 
 
-def test_mixing_backends_is_refused(tmp_path, cache):
-    """An IL model trained on torch vectors does not score a pool embedded by onnx-int8 (vectors moved)."""
+def test_float32_backends_mix_and_int8_is_refused(tmp_path, cache):
+    """An IL model trained on torch vectors scores a pool embedded by onnx (same vectors to float
+    rounding), not one embedded by onnx-int8 (vectors moved)."""
     src = write_jsonl(tmp_path / "in.jsonl")
-    torch_file, int8_file = tmp_path / "torch.parquet", tmp_path / "int8.parquet"
-    for backend, out in (("torch", torch_file), ("onnx-int8", int8_file)):
+    files = {b: tmp_path / f"{b}.parquet" for b in ("torch", "onnx", "onnx-int8")}
+    for backend, out in files.items():
         r = run("embed", src, "--text-column", "text", "--label-column", "label", "-o", out, "--backend", backend,
                 "--backend-cache", cache, "--threads", "1")
         assert r.exit_code == 0, r.stderr
-    r = run("il", "train", torch_file, "-o", tmp_path / "il", "--epochs", "2")
+    r = run("il", "train", files["torch"], "-o", tmp_path / "il", "--epochs", "2")
     assert r.exit_code == 0, r.stderr
-    assert_fails(["score", int8_file, "--il", tmp_path / "il", "-m", "rho", "-o", tmp_path / "s.parquet"],
-                 "embedding_model.backend", "'onnx-int8'", "'torch'", out=tmp_path / "s.parquet")
+    r = run("score", files["onnx"], "--il", tmp_path / "il", "-m", "rho", "-K", "2", "-t", "2", "-o", tmp_path / "ok.parquet")
+    assert r.exit_code == 0, r.stderr
+    assert_fails(["score", files["onnx-int8"], "--il", tmp_path / "il", "-m", "rho", "-o", tmp_path / "s.parquet"],
+                 f"IL model {tmp_path / 'il'}", str(files["onnx-int8"]), "embedding_model.backend", "'torch' vs 'onnx-int8'",
+                 "(float32 vs int8 vectors, which do not mix)", "re-run `curate il train`", out=tmp_path / "s.parquet")
 
 
 def test_bad_backend_is_one_line(tmp_path):

@@ -35,8 +35,8 @@ def embed_cmd(
     model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="sentence-transformers model: a local directory or a cached name (default: packaged all-MiniLM-L6-v2)."),
     batch_size: int = typer.Option(64, "--batch-size", metavar="N", help="Rows per forward pass, 1 to 65536."),
     image_size: int = typer.Option(224, "--image-size", metavar="PIXELS", help="Images are resized to this square size, 32 to 4096 (small images: 64-96)."),
-    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", metavar="torch|onnx|onnx-int8|openvino", help="Text only: what runs the model. torch: sentence-transformers; onnx: ONNX Runtime, same vectors; onnx-int8: int8 weights, faster, mean cosine to torch about 0.99; openvino: OpenVINO. Non-torch backends run on the CPU, from an ONNX export made once from the local model. Files embedded with different backends are not mixed by later steps."),
-    backend_cache: Optional[Path] = typer.Option(None, "--backend-cache", metavar="DIR", help="Where ONNX exports are kept (default: $XDG_CACHE_HOME/curate or ~/.cache/curate); a damaged entry is rebuilt."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", metavar="auto|torch|onnx|onnx-int8|openvino", help="Text only: what runs the model. auto (default): onnx on the CPU, torch on a GPU; the backend that ran is recorded. torch: sentence-transformers; onnx: ONNX Runtime, same vectors as torch, faster on a CPU; onnx-int8: int8 weights, faster, mean cosine to torch about 0.99; openvino: OpenVINO, same vectors. Non-torch backends run on the CPU, from an ONNX export made once from the local model (the first run says so) and cached. Files from torch, onnx and openvino mix in later steps; onnx-int8 files mix only with onnx-int8 ones."),
+    backend_cache: Optional[Path] = typer.Option(None, "--backend-cache", metavar="DIR", help="Where ONNX exports are kept (default: $CURATE_CACHE_DIR, else $XDG_CACHE_HOME/curate or ~/.cache/curate); a damaged entry is rebuilt."),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalise text embeddings (all-MiniLM-L6-v2 already does)."),
     shard_size: int = typer.Option(4096, "--shard-size", metavar="N", help="Rows per resumable shard, 1 to 10000000."),
     engine: str = eo.ENGINE,
@@ -72,8 +72,9 @@ def embed_cmd(
         drop_unlabelled=drop_unlabelled, allow_outside_paths=allow_outside_paths,
         backend=backend, backend_cache=str(backend_cache) if backend_cache else None,
     )
-    if backend != "torch" and device == "auto":
+    if backend not in ("torch", "auto") and device == "auto":
         device = "cpu"  # exported backends run on the CPU; auto would pick a visible GPU
+    # --backend auto follows the device: embed() resolves it once --device auto has become a device.
     # Checked in the config's terms first, so a bad --workers/--threads/--engine reads as embed's own error.
     EmbedConfig(workers=workers, threads=threads, engine=engine)
     runtime = Runtime.build(device, threads=threads, engine=engine, workers=workers, ray_address=ray_address,

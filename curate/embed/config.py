@@ -39,8 +39,8 @@ class EmbedConfig:
     engine: str = "local"  # "local" (threads) | "process" (worker processes) | "ray" (a Ray cluster)
     drop_unlabelled: bool = False  # skip rows whose label is null/NaN instead of failing
     allow_outside_paths: bool = False  # image paths may leave the table's directory
-    backend: str = DEFAULT_BACKEND  # text only: torch | onnx | onnx-int8 | openvino (curate.embed.backends)
-    backend_cache: str | None = None  # where exports are cached; None: $XDG_CACHE_HOME/curate or ~/.cache/curate
+    backend: str = DEFAULT_BACKEND  # text only: auto | torch | onnx | onnx-int8 | openvino; embed() resolves auto
+    backend_cache: str | None = None  # where exports are cached; None: $CURATE_CACHE_DIR, $XDG_CACHE_HOME/curate or ~/.cache/curate
 
     def __post_init__(self):
         for name, (flag, lo, hi) in RANGES.items():

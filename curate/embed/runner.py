@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curate import progress
-from curate.embed.backends import DEFAULT_BACKEND
+from curate.embed.backends import resolve_backend
 from curate.embed.config import EmbedConfig
 from curate.embed.executor import Executor, make_executor
 from curate.embed.shard import ShardTask, get_encoder, run_shard
@@ -41,7 +41,7 @@ RESERVED = {"id", "label", "embedding"}
 
 def _validate(source: Source, cfg: EmbedConfig) -> tuple[str, list[str]]:
     kind, columns = _kind_and_columns(source, cfg)
-    if kind == "image" and cfg.backend != DEFAULT_BACKEND:
+    if kind == "image" and cfg.backend != "auto":
         raise InputError(f"--backend {cfg.backend}: applies to text; images run on ONNX Runtime on a CPU "
                          "and on torch on a GPU by themselves (drop --backend)")
     return kind, columns
@@ -198,7 +198,12 @@ def _embed(input: str | Path, output: str | Path, config: EmbedConfig, overwrite
     threads = config.threads or os.cpu_count() or 1
     config = replace(config, threads=threads)
     torch.set_num_threads(threads)
+    if modality == "text":
+        # Resolved once, here: shards, the resume hash and provenance name the backend that runs.
+        config = replace(config, backend=resolve_backend(config.backend, config.device))
     model_info = get_encoder(modality, config).describe()
+    if modality == "image":
+        config = replace(config, backend=model_info["backend"])  # the image encoder picks its own
     inputs = source.fingerprint()
     conf = {**config.output_affecting(), "modality": modality}
     chash = config_hash({"config": conf, "inputs": inputs, "model": model_info})

@@ -128,10 +128,12 @@ class TextEncoder:
 
 def make_text_encoder(model: str | None = None, batch_size: int = 64, normalize: bool = False, device: str = "cpu",
                       backend: str = "torch", cache_dir: str | Path | None = None, threads: int | None = None):
-    """The encoder for ``backend`` (see ``curate.embed.backends``); exported backends run on the CPU only."""
-    from curate.embed.backends import ExportedTextEncoder, check_backend, require
+    """The encoder for ``backend`` (see ``curate.embed.backends``; ``auto`` resolved for ``device``);
+    exported backends run on the CPU only."""
+    from curate.embed.backends import ExportedTextEncoder, require, resolve_backend
 
-    if check_backend(backend) == "torch":
+    backend = resolve_backend(backend, device)
+    if backend == "torch":
         return TextEncoder(model, batch_size, normalize, device=device)
     require(backend)
     if device != "cpu":
