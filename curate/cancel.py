@@ -13,8 +13,10 @@ and :func:`check` costs one global read.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from typing import Iterator
 
 _received: int | None = None
 
@@ -56,3 +58,31 @@ def clear() -> None:
     """Forget a recorded signal (for tests that deliver one in-process)."""
     global _received
     _received = None
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, then deliver them to the handlers found.
+
+    For cleanups that run inside other libraries (Ray's ``shutdown``): an exception raised in the
+    middle of them is turned into another exit (Ray: ``SystemExit(1)``, no message) or leaves the
+    library half torn down. Inside the block a signal is only noted; at its end the handlers in
+    place before are restored and each noted signal is raised again with ``signal.raise_signal``,
+    so it has exactly the effect it would have had, just after the cleanup. A signal that was
+    ignored or left to the system's default action is not touched. Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    held = [s for s, h in before.items() if callable(h)]
+    for s in held:
+        signal.signal(s, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        for s in held:
+            signal.signal(s, before[s])
+        for s in dict.fromkeys(noted):
+            signal.raise_signal(s)

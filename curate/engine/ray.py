@@ -251,19 +251,22 @@ class RayExecutor:
                     queued[i] -= 1
                     yield _get(ray, ref)
         finally:
-            refs = [ref for ref, _ in pending]
-            for ref in refs:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref)
-            if refs:  # let the cancellations land, so killing the actors retries nothing
-                with contextlib.suppress(Exception):
-                    ray.wait(refs, num_returns=len(refs), timeout=5)
-            for a in actors:
-                with contextlib.suppress(Exception):
-                    ray.kill(a, no_restart=True)
-            if connected:
-                with contextlib.suppress(Exception), _as_found():
-                    ray.shutdown()
+            # A signal raised inside Ray's teardown made the run exit 1 with no message (Ray turns
+            # it into SystemExit(1)): it is held until the teardown is done, then delivered.
+            with cancel.deferred():
+                refs = [ref for ref, _ in pending]
+                for ref in refs:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref)
+                if refs:  # let the cancellations land, so killing the actors retries nothing
+                    with contextlib.suppress(Exception):
+                        ray.wait(refs, num_returns=len(refs), timeout=5)
+                for a in actors:
+                    with contextlib.suppress(Exception):
+                        ray.kill(a, no_restart=True)
+                if connected:
+                    with contextlib.suppress(Exception), _as_found():
+                        ray.shutdown()
 
 
 @contextlib.contextmanager
