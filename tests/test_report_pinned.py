@@ -4,7 +4,9 @@ tests/fixtures/report_pinned.json holds, per case, the SHA-256 of the page (its 
 ``<meta name="curate">`` left out: it names the command line), of every PNG and the ``--json``
 summary (paths left out; the page's names the input, written TMP/...), as the version that loaded every score column into one polars
 DataFrame wrote them (commit 0e6509c). The cases cover nulls, NaN, ties, null and integer labels,
-no labels, no embeddings, GIO picks and duplicate pairs. Regenerate (only on purpose) with
+no labels, no embeddings, GIO picks and duplicate pairs. Two pages differ on purpose, each
+case's ``note`` says how (a class of rows without a label, which 0e6509c tabulated as empty).
+Regenerate (only on purpose) with
 ``PYTHONPATH=. python tests/test_report_pinned.py``.
 """
 
@@ -43,7 +45,7 @@ def _inputs(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
         "nulls_small_examples": (scored_with_nulls(tmp / "nulls2.parquet", n=60, seed=1), ["--examples", "2",
                                                                                           "--map-score", "rho"]),
         "ties_int_labels": (scored_with_nulls(tmp / "ties.parquet", n=n, seed=2, labels=lab,
-                                              extra={"el2n": pa.array(ties), "rho": pa.array(-ties),
+                                              extra={"el2n": pa.array(ties), "rho": pa.array(1 - ties),
                                                      "grand": pa.array(np.concatenate([rng.normal(size=n - 2), [-400.0, 900.0]]))}),
                             ["--examples", "7", "--map-sample", "100", "--seed", "3"]),
         "prune_file": (scored_file(tmp / "prune.parquet"), ["--examples", "0"]),
