@@ -120,9 +120,12 @@ def _centred_ranks(x: np.ndarray, block: int = 65536) -> np.ndarray:
     share the mean of their positions): an integer in [-m, m]. Memory: one sorted copy."""
     s = np.sort(x)
     m = len(x)
+    ties = bool((s[1:] == s[:-1]).any())
     for i in range(0, m, block):
         part = x[i:i + block]
-        part[:] = np.searchsorted(s, part, "left") + np.searchsorted(s, part, "right") - m
+        lo = np.searchsorted(s, part, "left")
+        # Without ties a value's block of equal values is itself: hi = lo + 1 (one search, not two).
+        part[:] = lo + (np.searchsorted(s, part, "right") if ties else lo + 1) - m
     return x
 
 

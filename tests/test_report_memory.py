@@ -1,0 +1,83 @@
+"""Peak memory of `curate report` grows by a few score-sized arrays, not by the table: a subprocess at two sizes.
+
+The child first reports a tiny file (imports, matplotlib's fonts, Arrow's allocator settle), then
+resets its peak resident set (``/proc/self/clear_refs``) and reports the measured file: the peak
+above that baseline is what the report holds. By design a row may cost, at the peak, its class
+code (1 byte) and, while one score column is drawn, that column's finite values (8), their codes
+(1) and one transient copy (8: a partition, a clipped copy); or, while a rank correlation is
+computed, a mask (1), one column's ranks (4), the other column and its sorted copy (16): about
+22 bytes. The version that held ids, labels and every score column in one DataFrame peaked at
+about 460 bytes a row (bench_scale, 1M rows, 3 scores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curate.io.parquet import embedding_column, write_table
+
+CHILD = r"""
+import json, sys
+from curate.cli import main
+
+def run(args):
+    sys.argv = ["curate", *args]
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, e.code
+
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
+
+warm, measured, out = json.loads(sys.argv[1])
+run(warm)
+open("/proc/self/clear_refs", "w").write("5")  # the peak restarts from what is resident now
+base = status("VmRSS")
+run(measured)
+json.dump({"base": base, "peak": status("VmHWM")}, open(out, "w"))
+"""
+
+
+def scored(path: Path, n: int, d: int = 16, seed: int = 0) -> Path:
+    """A file as `curate score -m el2n -m grand -m rho` writes it: ids, 10 classes, embeddings, 3 scores."""
+    rng = np.random.default_rng(seed)
+    rho = rng.normal(size=n)
+    table = pa.table({"id": pa.array([f"row-{i:09d}" for i in range(n)]),
+                      "label": pa.array([f"class {v}" for v in rng.integers(0, 10, n)]),
+                      "embedding": embedding_column(rng.standard_normal((n, d), dtype=np.float32)),
+                      "el2n": pa.array(rng.random(n) * 1.4), "grand": pa.array(rng.lognormal(0, 1, n)),
+                      "rho": pa.array(rho, mask=rng.random(n) < 0.05)})
+    write_table(table, path, {"step": "score"})
+    return path
+
+
+def _growth(tmp: Path, warm: Path, data: Path) -> int:
+    opts = ["--map-sample", "1000", "--overwrite"]
+    out = tmp / f"{data.stem}.mem.json"
+    spec = [["report", str(warm), "-o", str(tmp / "warm.html"), *opts],
+            ["report", str(data), "-o", str(tmp / f"{data.stem}.html"), *opts], str(out)]
+    # A fixed mmap threshold: glibc's sliding one keeps a varying heap of freed arrays resident.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
+    subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], check=True, env=env, capture_output=True)
+    got = json.loads(out.read_text())
+    return got["peak"] - got["base"]
+
+
+@pytest.mark.slow
+def test_peak_memory_of_report_grows_by_a_few_bytes_a_row(tmp_path):
+    small, big = 100_000, 400_000
+    warm = scored(tmp_path / "warm.parquet", 3000, seed=1)
+    grew = [_growth(tmp_path, warm, scored(tmp_path / f"s{n}.parquet", n, seed=n)) for n in (small, big)]
+    per_row = (grew[1] - grew[0]) / (big - small)
+    # The ids alone are ~30 bytes a row in Arrow, the scores 24, the embeddings 64.
+    assert per_row <= 30, (grew, per_row)
