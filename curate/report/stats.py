@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -115,29 +116,35 @@ def per_class(col: Column, labels: Labels) -> list[list]:
     return out
 
 
-def _centred_ranks(x: np.ndarray, block: int = 65536) -> np.ndarray:
-    """Replace ``x`` ((m,) finite) by 2 rank - (m + 1), rank = its average 1-based rank (ties
-    share the mean of their positions): an integer in [-m, m]. Memory: one sorted copy."""
-    s = np.sort(x)
-    m = len(x)
-    ties = bool((s[1:] == s[:-1]).any())
-    for i in range(0, m, block):
-        part = x[i:i + block]
-        lo = np.searchsorted(s, part, "left")
-        # Without ties a value's block of equal values is itself: hi = lo + 1 (one search, not two).
-        part[:] = lo + (np.searchsorted(s, part, "right") if ties else lo + 1) - m
-    return x
-
-
-def _read_where(scored: Scored, name: str, mask: np.ndarray, m: int) -> np.ndarray:
-    """(m,) float64: column ``name`` at the rows where ``mask`` holds, in row order."""
-    out = np.empty(m)
-    start = at = 0
+def _read_where(scored: Scored, name: str, mask: np.ndarray) -> Iterator[np.ndarray]:
+    """Column ``name`` as float64 at the rows where ``mask`` holds, batch by batch in row order."""
+    start = 0
     for batch in scored.batches([name]):
-        v = floats(batch.column(0))[mask[start:start + batch.num_rows]]
-        out[at:at + len(v)] = v
-        at += len(v)
+        yield floats(batch.column(0))[mask[start:start + batch.num_rows]]
         start += batch.num_rows
+
+
+def _centred_ranks(scored: Scored, name: str, mask: np.ndarray, m: int) -> np.ndarray:
+    """(m,) int32: 2 rank - (m + 1) of column ``name`` over the ``mask`` rows, rank = the value's
+    average 1-based rank among them (ties share the mean of their positions), in [-m, m].
+
+    Memory: the m values sorted (8 bytes a row) and the result (4): the values are read twice,
+    once to sort them and once, batch by batch, to look each one up.
+    """
+    s = np.empty(m)
+    at = 0
+    for v in _read_where(scored, name, mask):
+        s[at:at + len(v)] = v
+        at += len(v)
+    s.sort()
+    ties = bool((s[1:] == s[:-1]).any())
+    out = np.empty(m, np.int32)
+    at = 0
+    for v in _read_where(scored, name, mask):
+        lo = np.searchsorted(s, v, "left")
+        # Without ties a value's block of equal values is itself: hi = lo + 1 (one search, not two).
+        out[at:at + len(v)] = lo + (np.searchsorted(s, v, "right") if ties else lo + 1) - m
+        at += len(v)
     return out
 
 
@@ -146,7 +153,7 @@ def spearman_pair(scored: Scored, a: str, b: str) -> float:
     fewer than 3 such rows or either is constant there.
 
     Pearson's r of the average ranks, summed exactly as integers. Memory at the peak: a mask
-    (1 byte a row), one column's ranks as int32 (4) and the other column with its sorted copy (16).
+    (1 byte a row), one column's ranks (4), the other column sorted (8) and its ranks (4).
     """
     both = np.empty(scored.rows, bool)
     start = 0
@@ -157,8 +164,8 @@ def spearman_pair(scored: Scored, a: str, b: str) -> float:
     m = int(both.sum())
     if m < 3:
         return float("nan")
-    ra = _centred_ranks(_read_where(scored, a, both, m)).astype(np.int32)
-    rb = _centred_ranks(_read_where(scored, b, both, m))
+    ra = _centred_ranks(scored, a, both, m)
+    rb = _centred_ranks(scored, b, both, m)
     # |rank term| <= m, so a block of (2^62 / m^2) products cannot overflow int64.
     block = max(1, min(65536, (1 << 62) // (m * m)))
     sab = saa = sbb = 0
