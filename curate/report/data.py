@@ -2,7 +2,7 @@
 
 What a report holds at once, per row: the label as a class code (1 byte below 256 classes), and
 while one score column is drawn, that column's finite values (float64) with their class codes and
-a transient copy of them (a partition, a clipped copy): about 20 bytes a row. The embeddings are
+one transient copy (a partition): about 18 bytes a row. The embeddings are
 read only for the map's fixed-size sample, ids and texts only for the rows shown.
 """
 
