@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"build": "curate.report.build", "KNOWN_SCORES": "curate.report.data",
-            "score_columns": "curate.report.data", "spearman": "curate.report.data"}
+            "score_columns": "curate.report.data", "spearman": "curate.report.stats"}
 __all__ = ["build", "KNOWN_SCORES", "score_columns", "spearman"]
 
 

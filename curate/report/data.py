@@ -1,29 +1,32 @@
-"""The report's numbers, computed from the score columns only (never the whole embedding column).
+"""The report's inputs, read from the scored Parquet batch by batch: never a whole table.
 
-Every number here is checked in tests against polars/scipy on data with nulls and NaN:
-quantiles use linear interpolation over the finite values; per-class ``n`` counts the finite
-values of that column in the class (so for ``gio_order`` it is the number picked, not the class
-size); Spearman is computed on the rows where both columns are finite.
+What a report holds at once, per row: the label as a class code (1 byte below 256 classes), and
+while one score column is drawn, that column's finite values (float64) with their class codes and
+one transient copy (a partition): about 18 bytes a row. The embeddings are
+read only for the map's fixed-size sample, ids and texts only for the rows shown.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import InputError
 from curate.io.parquet import embedding_array, open_parquet, open_stream
 
 # Columns that are never scores even if they are numeric.
 NOT_SCORES = {"id", "label", "embedding", "gio_selected", "dup_of", "dup_group", "dup_keep", "contam_of"}
+BATCH_ROWS = 16384
 
 
 def _known_scores() -> tuple[str, ...]:
     """Every numeric column a registered score method writes, in registry order."""
-    import pyarrow as pa
-
     from curate.scores.registry import known_columns
 
     return tuple(name for name, col in known_columns().items()
@@ -32,7 +35,6 @@ def _known_scores() -> tuple[str, ...]:
 
 # The score columns the report knows by name, in display order: from the score-method registry.
 KNOWN_SCORES = _known_scores()
-QUANTILES = (0.1, 0.5, 0.9)
 
 
 def score_columns(schema: dict[str, pl.DataType]) -> list[str]:
@@ -42,12 +44,28 @@ def score_columns(schema: dict[str, pl.DataType]) -> list[str]:
     return known + extra
 
 
-def read_scores(path: str | Path) -> tuple[pl.DataFrame, list[str], str | None]:
-    """(the columns the numbers need, the score columns, the name of a kept text column or None).
+@dataclass(frozen=True)
+class Scored:
+    """A scored file opened for the report: ``rows`` rows, its score ``columns`` in display order,
+    the name of a kept text column (or None) and every column's name."""
 
-    Read: ``id``, ``label``, the score columns and the GIO/duplicate columns only; never the
-    embeddings or passthrough text, so memory grows with the number of score columns.
-    """
+    path: Path
+    rows: int
+    columns: list[str]
+    text: str | None
+    names: list[str]
+
+    def batches(self, columns: list[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The file's ``columns``, batch by batch in row order; a read error is an InputError."""
+        try:
+            yield from open_stream(self.path).iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(f"{self.path}: could not read ({type(e).__name__}: {e})") from None
+
+
+def open_scores(path: str | Path) -> Scored:
+    """Check that ``path`` is a scored file with rows and at least one score column."""
+    path = Path(path)
     pf = open_parquet(path)
     schema = pf.schema_arrow
     if "id" not in schema.names:
@@ -56,83 +74,86 @@ def read_scores(path: str | Path) -> tuple[pl.DataFrame, list[str], str | None]:
     scores = score_columns(empty.schema)
     if not scores:
         raise InputError(f"{path}: no score columns (e.g. el2n, rho); run `curate score` first")
-    extra = [c for c in ("label", "gio_selected", "dup_of", "dup_group") if c in schema.names]
-    try:
-        df = pl.from_arrow(pf.read(columns=["id"] + extra + [c for c in scores if c not in extra]))
-    except Exception as e:
-        raise InputError(f"{path}: could not read ({type(e).__name__}: {e})") from None
-    if df.height == 0:
+    if pf.metadata.num_rows == 0:
         raise InputError(f"{path}: has no rows; nothing to report")
     text = next((c for c, t in empty.schema.items() if t == pl.String and c not in ("id", "label", "dup_of")), None)
-    return df.with_columns(pl.col("id").cast(pl.String)), scores, text
+    return Scored(path, pf.metadata.num_rows, scores, text, list(schema.names))
 
 
-def finite(col: str) -> pl.Expr:
-    """Rows where ``col`` holds a finite number (null, NaN and inf excluded)."""
-    x = pl.col(col).cast(pl.Float64)
-    return x.is_not_null() & x.is_finite()
+def floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric Arrow column as float64, nulls as NaN (inf kept)."""
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def values(df: pl.DataFrame, col: str) -> np.ndarray:
-    """The finite values of ``col`` as float64, in row order."""
-    return df.filter(finite(col))[col].cast(pl.Float64).to_numpy()
+@dataclass(frozen=True)
+class Labels:
+    """Row i's label is ``names[codes[i]]``; ``names``: the distinct labels as text, sorted, a
+    missing label (None) last; ``codes``: (n,) the smallest unsigned dtype that holds them."""
+
+    codes: np.ndarray
+    names: list[str | None]
+
+    def counts(self) -> np.ndarray:
+        """(len(names),) int64 rows per class."""
+        return np.bincount(self.codes, minlength=len(self.names))
 
 
-def quantiles(df: pl.DataFrame, col: str, qs=QUANTILES) -> dict[float, float]:
-    """Linear-interpolated quantiles of the finite values of ``col``."""
-    s = df.filter(finite(col))[col].cast(pl.Float64)
-    return {q: float(s.quantile(q, "linear")) for q in qs}
+def read_labels(scored: Scored) -> Labels:
+    """The ``label`` column as :class:`Labels` (text as polars casts it; nulls kept as None).
 
-
-def per_class(df: pl.DataFrame, col: str) -> pl.DataFrame:
-    """One row per label: n (finite values of ``col`` in that class), mean, median, min, max.
-
-    Classes with no finite value keep a row with n = 0 and nulls.
+    Not :func:`curate.io.label_codes.read_label_codes`: that refuses null labels, which the
+    report shows as a class "(none)". Memory: n int32 codes while reading, then 1-4 bytes a row.
     """
-    x = pl.col(col).cast(pl.Float64)
-    stats = (df.filter(finite(col)).group_by("label")
-             .agg(pl.len().alias("n"), x.mean().alias("mean"), x.median().alias("median"),
-                  x.min().alias("min"), x.max().alias("max")))
-    labels = df.select(pl.col("label").unique())
-    out = labels.join(stats, on="label", how="left").with_columns(pl.col("n").fill_null(0).cast(pl.Int64))
-    return out.sort("label", nulls_last=True)
+    if "label" not in scored.names:
+        return Labels(np.zeros(scored.rows, np.uint8), [None])
+    codes = np.empty(scored.rows, np.int32)
+    index: dict[str, int] = {}
+    start = 0
+    for batch in scored.batches(["label"]):
+        s = pl.Series(batch.column(0)).cast(pl.String)
+        keys = s.drop_nulls().unique(maintain_order=True).to_list()
+        for k in keys:
+            index.setdefault(k, len(index))
+        part = s.replace_strict(keys, [index[k] for k in keys], default=-1, return_dtype=pl.Int32)
+        codes[start:start + len(s)] = part.to_numpy()
+        start += len(s)
+    names: list[str | None] = sorted(index)
+    has_null = bool((codes < 0).any())
+    lut = np.empty(len(index) + 1, np.int64)
+    lut[[index[k] for k in names]] = np.arange(len(names))
+    lut[-1] = len(names)  # code -1 (null) reads the last entry
+    dtype = np.uint8 if len(names) < 255 else np.uint16 if len(names) < 65535 else np.uint32
+    if has_null:
+        names.append(None)
+    return Labels(lut.astype(dtype)[codes], names)
 
 
-def spearman(df: pl.DataFrame, cols: list[str]) -> np.ndarray:
-    """k x k Spearman rank correlations, each pair on the rows where both values are finite.
-
-    NaN where fewer than 3 such rows (or a constant column) leave it undefined.
-    """
-    k = len(cols)
-    out = np.eye(k)
-    for i in range(k):
-        for j in range(i + 1, k):
-            a, b = cols[i], cols[j]
-            pair = df.filter(finite(a) & finite(b)).select(pl.col(a).cast(pl.Float64), pl.col(b).cast(pl.Float64))
-            v = pair.select(pl.corr(a, b, method="spearman")).item() if pair.height > 2 else None
-            out[i, j] = out[j, i] = np.nan if v is None else v
+def ids_at(scored: Scored, rows: np.ndarray) -> dict[int, str]:
+    """Row index -> id (as text) for ``rows``, read in one pass over the id column."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    out: dict[int, str] = {}
+    start = 0
+    for batch in scored.batches(["id"]):
+        stop = start + batch.num_rows
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            taken = pl.Series(batch.column(0).take(rows[lo:hi] - start)).cast(pl.String).to_list()
+            out.update(zip(rows[lo:hi].tolist(), taken))
+        start = stop
     return out
 
 
-def gio_picks(df: pl.DataFrame) -> pl.DataFrame:
-    """Per label: picked (gio_selected true), size, share picked."""
-    by = df.group_by("label").agg(pl.col("gio_selected").fill_null(False).sum().cast(pl.Int64).alias("picked"),
-                                  pl.len().alias("size"))
-    return by.with_columns((pl.col("picked") / pl.col("size")).alias("share")).sort("label", nulls_last=True)
-
-
-def gio_curve(df: pl.DataFrame) -> pl.DataFrame:
-    """Picked rows in pick order with, per label, the cumulative count so far (the order curve)."""
-    picked = df.filter(pl.col("gio_order").is_not_null()).sort("gio_order").select("gio_order", "label")
-    return picked.with_columns(pl.int_range(1, pl.len() + 1).over("label").alias("cum"),
-                               pl.int_range(1, pl.len() + 1).alias("step"))
-
-
-def dup_groups(df: pl.DataFrame) -> pl.DataFrame:
-    """Group size -> number of groups with that size (groups of one excluded)."""
-    sizes = df.filter(pl.col("dup_group").is_not_null()).group_by("dup_group").len()
-    return (sizes.filter(pl.col("len") > 1).group_by(pl.col("len").alias("size"))
-            .agg(pl.len().alias("groups")).sort("size"))
+def values_at(scored: Scored, column: str, rows: np.ndarray) -> np.ndarray:
+    """``column`` at ``rows`` (sorted indices) as float64, nulls NaN, in one pass."""
+    out = np.empty(len(rows))
+    start = 0
+    for batch in scored.batches([column]):
+        stop = start + batch.num_rows
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            out[lo:hi] = floats(batch.column(0).take(rows[lo:hi] - start))
+        start = stop
+    return out
 
 
 def sample_rows(n: int, size: int, seed: int, must: list[int]) -> np.ndarray:
