@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from conftest import assert_fails, run, snapshot
 from report_helpers import XSS, scored_with_nulls

@@ -27,7 +27,6 @@ from score_helpers import clusters, write_pool
 
 from curate.io.atomic import atomic_path, check_output
 from curate.io.fs import RemotePath, as_path
-from curate.io.parquet import write_table
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
