@@ -22,6 +22,7 @@ file (the row groups holding the rows, decoded), interleaved A B A B, medians an
     python benchmarks/bench_scale.py --sizes 1000000                   # 1M only (~15 min quiet)
     python benchmarks/bench_scale.py --sizes 20000 --dim 32 --holdout 2000   # smoke (~1 min)
     python benchmarks/bench_scale.py --access --access-rows 200000     # mmap vs Parquet gathers
+    python benchmarks/bench_scale.py --prune-alone --dim 16            # prune only, scored files of random scores
 
 Disk: each size needs about 4 x n x dim x 4 bytes at once (pool, scored copy, the score step's
 spilled matrix, pruned copy) under --workdir; everything is deleted after the size unless --keep.
@@ -77,8 +78,9 @@ json.dump({"VmHWM": s["VmHWM"], "peak_anon": peaks["RssAnon"], "peak_file": peak
 """
 
 
-def write_pool(path: str, n: str, dim: str, seed: str, noise: str = "0.05") -> None:
-    """Synthetic embed output: ``n`` unit vectors of ``dim`` dims in 10 classes, written as embed writes."""
+def write_pool(path: str, n: str, dim: str, seed: str, noise: str = "0.05", scores: str = "0") -> None:
+    """Synthetic embed output: ``n`` unit vectors of ``dim`` dims in 10 classes, written as embed writes.
+    ``scores`` "1": also random el2n, grand and rho columns, as a scored file (for --prune-alone)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -87,16 +89,18 @@ def write_pool(path: str, n: str, dim: str, seed: str, noise: str = "0.05") -> N
     from curate.io.parquet import ROW_GROUP_ROWS, WRITE_OPTIONS, embedding_column, with_provenance
     from curate.io.provenance import base_record
 
-    n, dim, seed, noise = int(n), int(dim), int(seed), float(noise)
+    n, dim, seed, noise, scores = int(n), int(dim), int(seed), float(noise), scores == "1"
     classes = 10
     centres = np.random.default_rng(12345).normal(0, 1, (classes, dim)).astype(np.float32)
-    record = base_record("embed")
+    record = base_record("score" if scores else "embed")
     record.update({"inputs": [], "source": {"kind": "synthetic", "id_rule": "column id"}, "rows": n,
                    "embedding_model": {"name": "synthetic-gaussian-10", "sha256": "0" * 64, "dimension": dim,
                                        "normalize": True},
                    "config": {"synthetic": True, "seed": seed}, "skipped": [], "dropped_unlabelled": 0})
-    schema = with_provenance(pa.schema([("id", pa.string()), ("label", pa.string()),
-                                        ("embedding", pa.list_(pa.float32(), dim))]).empty_table(), record).schema
+    fields = [("id", pa.string()), ("label", pa.string()), ("embedding", pa.list_(pa.float32(), dim))]
+    if scores:
+        fields += [("el2n", pa.float64()), ("grand", pa.float64()), ("rho", pa.float64())]
+    schema = with_provenance(pa.schema(fields).empty_table(), record).schema
     rng = np.random.default_rng(seed)
     with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as writer:
         for s in range(0, n, ROW_GROUP_ROWS):
@@ -108,7 +112,10 @@ def write_pool(path: str, n: str, dim: str, seed: str, noise: str = "0.05") -> N
             y[flip] = rng.integers(0, classes, int(flip.sum()))
             ids = pa.array([f"doc-{i:09d}" for i in range(s, s + m)])
             labels = pa.array([f"class-{v}" for v in y])
-            writer.write_table(pa.Table.from_arrays([ids, labels, embedding_column(X)], schema=schema))
+            cols = [ids, labels, embedding_column(X)]
+            if scores:
+                cols += [pa.array(rng.random(m)), pa.array(rng.random(m) * 3), pa.array(rng.normal(size=m))]
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
 
 
 def measure(args: list[str], work: Path) -> dict:
@@ -125,11 +132,18 @@ def measure(args: list[str], work: Path) -> dict:
     return {"wall_s": wall, **{k: mem[k] for k in ("VmHWM", "peak_anon", "peak_file")}}
 
 
+PRUNE = ["--keep", "el2n in [q0.10, q0.90]", "--keep", "rho in [q0.05, q0.95]", "--per-class"]
+
+
 def run_size(n: int, a, work: Path) -> dict[str, dict]:
     work.mkdir(parents=True, exist_ok=True)
+    me = str(Path(__file__).resolve())
+    if a.prune_alone:  # a synthetic scored file (random scores), then prune only
+        scored = work / "scored.parquet"
+        measure(["--write-pool", me, scored, n, a.dim, 1, 0.05, 1], work)
+        return {"prune": measure(["prune", scored, *PRUNE, "-o", work / "pruned.parquet"], work)}
     pool, hold, il = work / "pool.parquet", work / "holdout.parquet", work / "il"
     scored, pruned, report = work / "scored.parquet", work / "pruned.parquet", work / "report.html"
-    me = str(Path(__file__).resolve())
     steps = {}
     steps["embed"] = measure(["--write-pool", me, pool, n, a.dim, 1], work)
     measure(["--write-pool", me, hold, a.holdout, a.dim, 2], work)
@@ -137,8 +151,7 @@ def run_size(n: int, a, work: Path) -> dict[str, dict]:
     steps["score"] = measure(["score", pool, "--il", il, "-m", "el2n", "-m", "grand", "-m", "rho", "-K", a.K,
                               "--threads", a.threads, "-o", scored], work)
     pool.unlink()
-    steps["prune"] = measure(["prune", scored, "--keep", "el2n in [q0.10, q0.90]", "--keep", "rho in [q0.05, q0.95]",
-                              "--per-class", "-o", pruned], work)
+    steps["prune"] = measure(["prune", scored, *PRUNE, "-o", pruned], work)
     pruned.unlink()
     steps["report"] = measure(["report", scored, "-o", report], work)
     return steps
@@ -211,6 +224,8 @@ def main() -> None:
     p.add_argument("--workdir", default=str(HERE / "out" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep each size's files")
     p.add_argument("--results", default=str(HERE / "results" / "bench_scale.txt"))
+    p.add_argument("--prune-alone", action="store_true",
+                   help="only prune, on a synthetic scored file of each size (random scores); e.g. --dim 16")
     p.add_argument("--access", action="store_true")
     p.add_argument("--access-rows", type=int, default=200000)
     p.add_argument("--access-repeats", type=int, default=10)
@@ -233,7 +248,8 @@ def main() -> None:
         text = table(results)
         print(text, flush=True)
         with open(a.results, "a") as f:
-            f.write(f"{stamp}; dim {a.dim}, K {a.K}, threads {a.threads}, holdout {a.holdout}; rows {n:,} done\n{text}\n\n")
+            what = "prune alone" if a.prune_alone else f"K {a.K}, threads {a.threads}, holdout {a.holdout}"
+            f.write(f"{stamp}; dim {a.dim}, {what}; rows {n:,} done\n{text}\n\n")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,6 @@ as earlier versions did, cost 98 to 104 bytes a row here (a str object and a dic
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,16 +19,14 @@ from curate.il import ILConfig, train_cross_fit
 from curate.models.heads import HeadSpec
 from curate.models.train import TrainConfig
 from curate.runtime import Runtime
-from test_stream_memory import CHILD, _pool
+from memory_helpers import measure
+from test_stream_memory import _pool
 
 
 def _peak(pool: Path, il: Path, out: Path) -> int:
     args = ["score", str(pool), "-m", "rho", "--il", str(il), "-K", "1", "-t", "1", "--arch", "linear",
             "--batch-size", "4096", "--threads", "1", "--device", "cpu", "-o", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(2 * 2**20),
-           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    subprocess.run([sys.executable, "-c", CHILD, *args], check=True, env=env, capture_output=True)
-    return json.loads(Path(str(out) + ".mem.json").read_text())["VmHWM"]
+    return measure(args, Path(str(out) + ".mem.json"), env={"CURATE_MAP_BUDGET": str(2 * 2**20)})["VmHWM"]
 
 
 @pytest.mark.slow

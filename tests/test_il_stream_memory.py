@@ -9,10 +9,6 @@ the labels as codes, the halves and each half's index and label arrays, and the 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +16,7 @@ import pyarrow as pa
 import pytest
 
 from curate.io.parquet import embedding_column, write_table
-
-CHILD = r"""
-import json, sys
-from curate.cli import main
-
-def run(args):
-    sys.argv = ["curate", *args]
-    try:
-        main()
-    except SystemExit as e:
-        assert not e.code, e.code
-
-def status(key):
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
-
-warm, measured, out = json.loads(sys.argv[1])
-run(warm)
-open("/proc/self/clear_refs", "w").write("5")  # the peak restarts from what is resident now
-base = status("VmRSS")
-run(measured)
-json.dump({"base": base, "peak": status("VmHWM")}, open(out, "w"))
-"""
-
+from memory_helpers import measure
 
 def _pool(path: Path, n: int, d: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
@@ -57,18 +31,13 @@ def _pool(path: Path, n: int, d: int, seed: int) -> Path:
 def _growth(tmp: Path, warm: Path, pool: Path) -> int:
     opts = ["--cross-fit", "--epochs", "1", "--arch", "linear", "--batch-size", "4096", "--val-fraction", "0.05",
             "--threads", "1", "--device", "cpu"]
-    out = tmp / f"{pool.stem}.mem.json"
-    spec = [["il", "train", str(warm), "-o", str(tmp / f"{pool.stem}-warm"), *opts],
-            ["il", "train", str(pool), "-o", str(tmp / f"{pool.stem}-il"), *opts], str(out)]
     # A 16 MiB map budget, below both pools' matrix files (18 MB, 69 MB): mapped pages are bounded alike.
-    # A fixed mmap threshold: glibc's sliding one (raised each time a large block is freed) kept a
-    # varying heap of freed arrays resident, which moved the measured growth between 12 and 65 bytes
-    # a row from run to run (CI failed at 62); with it fixed, repeats agree within a byte or two.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(16 * 2**20),
-           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], check=True, env=env, capture_output=True)
-    got = json.loads(out.read_text())
-    return got["peak"] - got["base"]
+    # memory_helpers fixes glibc's mmap threshold: its sliding one moved this growth between 12 and
+    # 65 bytes a row from run to run (CI failed at 62); fixed, repeats agree within a byte or two.
+    got = measure(["il", "train", pool, "-o", tmp / f"{pool.stem}-il", *opts], tmp / f"{pool.stem}.mem.json",
+                  warm=["il", "train", warm, "-o", tmp / f"{pool.stem}-warm", *opts],
+                  env={"CURATE_MAP_BUDGET": str(16 * 2**20)})
+    return got["VmHWM"] - got["base"]
 
 
 @pytest.mark.slow

@@ -13,10 +13,6 @@ small sizes only) and Arrow allocates through the same malloc.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +20,7 @@ import pyarrow as pa
 import pytest
 
 from curate.io.parquet import embedding_column, write_table
-
-# Runs the CLI in this process, then records its peak resident set (VmHWM).
-CHILD = """
-import json, sys
-from curate.cli import main
-sys.argv = ["curate", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as e:
-    assert not e.code, e.code
-status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-with open(sys.argv[-1] + ".mem.json", "w") as f:
-    json.dump({k: int(status[k].split()[0]) * 1024 for k in ("VmHWM", "RssAnon", "RssFile")}, f)
-"""
-
+from memory_helpers import measure
 
 def _scored(path: Path, n: int, seed: int, d: int = 16) -> Path:
     rng = np.random.default_rng(seed)
@@ -53,10 +35,7 @@ def _scored(path: Path, n: int, seed: int, d: int = 16) -> Path:
 def _peak(scored: Path, out: Path) -> dict[str, int]:
     args = ["prune", str(scored), "--keep", "el2n in [q0.10, q0.90]", "--keep", "rho > 0", "--per-class",
             "--dropped", str(out) + ".dropped.csv", "-o", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "MALLOC_MMAP_THRESHOLD_": "65536", "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    subprocess.run([sys.executable, "-c", CHILD, *args], check=True, env=env, capture_output=True)
-    return json.loads(Path(str(out) + ".mem.json").read_text())
+    return measure(args, Path(str(out) + ".mem.json"))
 
 
 @pytest.mark.slow

@@ -15,10 +15,6 @@ grew by about 460 bytes a row.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +22,7 @@ import pyarrow as pa
 import pytest
 
 from curate.io.parquet import embedding_column, write_table
-
-CHILD = r"""
-import json, sys
-from curate.cli import main
-
-def run(args):
-    sys.argv = ["curate", *args]
-    try:
-        main()
-    except SystemExit as e:
-        assert not e.code, e.code
-
-def status(key):
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
-
-warm, measured, out = json.loads(sys.argv[1])
-run(warm)
-open("/proc/self/clear_refs", "w").write("5")  # the peak restarts from what is resident now
-base = status("VmRSS")
-run(measured)
-json.dump({"base": base, "peak": status("VmHWM")}, open(out, "w"))
-"""
-
+from memory_helpers import measure
 
 def scored(path: Path, n: int, d: int = 16, seed: int = 0) -> Path:
     """A file as `curate score -m el2n -m grand -m rho` writes it: ids, 10 classes, embeddings, 3 scores."""
@@ -65,15 +39,9 @@ def scored(path: Path, n: int, d: int = 16, seed: int = 0) -> Path:
 
 def _growth(tmp: Path, warm: Path, data: Path) -> int:
     opts = ["--map-sample", "1000", "--overwrite"]
-    out = tmp / f"{data.stem}.mem.json"
-    spec = [["report", str(warm), "-o", str(tmp / "warm.html"), *opts],
-            ["report", str(data), "-o", str(tmp / f"{data.stem}.html"), *opts], str(out)]
-    # A fixed mmap threshold: glibc's sliding one keeps a varying heap of freed arrays resident.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], check=True, env=env, capture_output=True)
-    got = json.loads(out.read_text())
-    return got["peak"] - got["base"]
+    got = measure(["report", data, "-o", tmp / f"{data.stem}.html", *opts], tmp / f"{data.stem}.mem.json",
+                  warm=["report", warm, "-o", tmp / "warm.html", *opts])
+    return got["VmHWM"] - got["base"]
 
 
 @pytest.mark.slow

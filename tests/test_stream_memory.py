@@ -21,10 +21,6 @@ the child uses 2**14 (the cap a large n reaches; the order itself is the same).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +29,8 @@ import pyarrow as pa
 
 from curate.io.parquet import embedding_column, write_table
 from conftest import run
+from memory_helpers import measure
 
-# Runs the CLI in this process, then records its peak resident set (VmHWM) and what is resident at the end.
-CHILD = """
-import json, sys
-import curate.models.train
-from curate.cli import main
-curate.models.train.ORDER_BLOCK = 2**14
-sys.argv = ["curate", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as e:
-    assert not e.code, e.code
-status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-with open(sys.argv[-1] + ".mem.json", "w") as f:
-    json.dump({k: int(status[k].split()[0]) * 1024 for k in ("VmHWM", "RssAnon", "RssFile")}, f)
-"""
 
 
 def _pool(path: Path, n: int, d: int, seed: int) -> Path:
@@ -65,10 +47,8 @@ def _pool(path: Path, n: int, d: int, seed: int) -> Path:
 def _peak(pool: Path, il: Path, out: Path) -> dict[str, int]:
     args = ["score", str(pool), "-m", "el2n", "-m", "grand", "-m", "rho", "--il", str(il), "-K", "1", "-t", "1",
             "--arch", "linear", "--batch-size", "4096", "--threads", "1", "--device", "cpu", "-o", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CURATE_MAP_BUDGET": str(2 * 2**20),
-           "MALLOC_MMAP_THRESHOLD_": str(2**16), "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    subprocess.run([sys.executable, "-c", CHILD, *args], check=True, env=env, capture_output=True)
-    return json.loads(Path(str(out) + ".mem.json").read_text())
+    return measure(args, Path(str(out) + ".mem.json"), env={"CURATE_MAP_BUDGET": str(2 * 2**20)},
+                   set_attrs=[("curate.models.train", "ORDER_BLOCK", 2**14)])
 
 
 @pytest.mark.slow
