@@ -16,6 +16,9 @@ from curate import cancel
 def curate_handlers():
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     cancel.clear()
+    # install() leaves a SIGINT its parent ignored ignored (a suite started in the background, as CI
+    # may start it): give it Python's default first, so curate's handler is installed for both.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cancel.install()
     yield
     for s, h in before.items():
