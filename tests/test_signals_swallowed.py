@@ -66,8 +66,11 @@ main()
 
 
 def _start(cwd: Path, argv: list, env: dict) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a suite started in the background (SIGINT ignored)
+    # would pass that on, and curate rightly leaves an inherited ignored SIGINT ignored.
     return subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _signal_at(p: subprocess.Popen, marker: str, sig: int) -> str:
