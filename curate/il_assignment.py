@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import InputError
+from curate.io.id_index import IdIndex
 from curate.io.parquet import ROW_GROUP_ROWS, open_stream
 
 BLOCK = 65536  # ids searched in the sorted assignment at once (the aligned comparison goes by its batches)
@@ -59,7 +59,7 @@ class Assignment:
         if missing:
             raise InputError(f"{self.path}: missing column(s) {', '.join(missing)}; columns present: {', '.join(names)}")
         self.rows = pf.metadata.num_rows
-        self._index: tuple[pl.Series, np.ndarray] | None = None
+        self._index: IdIndex | None = None
 
     def halves(self, ids: Any, where: str, keep_index: bool = False) -> np.ndarray:
         """The half (int8, (n,), 0 or 1) that saw each of ``ids`` (n,), sliceable: a list, an Arrow
@@ -111,30 +111,15 @@ class Assignment:
             start = stop
         return out
 
-    def _sorted(self) -> tuple[pl.Series, np.ndarray]:
-        """The assignment's ids sorted (stable: equal ids stay in file order) and their halves."""
-        ids, halves = [], []
-        for a_ids, a_half in self._batches():
-            ids.append(pl.from_arrow(a_ids))
-            halves.append(a_half)
-        if not ids:
-            return pl.Series("id", [], dtype=pl.String), np.empty(0, dtype=np.int8)
-        frame = pl.DataFrame({"id": pl.concat(ids, rechunk=True), "half": np.concatenate(halves)})
-        del ids, halves
-        frame = frame.sort("id", maintain_order=True)
-        return frame.get_column("id"), frame.get_column("half").to_numpy()
+    def _sorted(self) -> IdIndex:
+        """The assignment's ids sorted (equal ids in file order: the last one wins) with their halves."""
+        return IdIndex(self._batches(), np.int8)
 
-    def _lookup(self, index: tuple[pl.Series, np.ndarray], block: Any, where: str) -> np.ndarray:
+    def _lookup(self, index: IdIndex, block: Any, where: str) -> np.ndarray:
         """The halves (int8) of one block of ids, by binary search in the sorted assignment."""
-        keys, halves = index
-        query = pl.Series("id", _strings(block))
-        # The last of equal ids (a stable sort keeps them in file order), as a dict built in file order keeps.
-        pos = keys.search_sorted(query, side="right").to_numpy().astype(np.int64) - 1
-        found = pos >= 0
-        if len(keys):
-            found &= (keys.gather(np.maximum(pos, 0)) == query).fill_null(False).to_numpy()
+        found, halves = index.lookup(_strings(block))
         if not found.all():
             bad = _python(block, int(np.flatnonzero(~found)[0]))
             raise InputError(f"{where}: id {bad!r} is not in the cross-fit model {self.model}; "
                              "a cross-fit IL model scores only the pool it was trained on")
-        return halves[pos]
+        return halves

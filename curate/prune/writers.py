@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.fs import open_input
+from curate.io.id_index import IdIndex
 from curate.io.sources import ImageFolderSource, TableSource
 
 BOM = b"\xef\xbb\xbf"
@@ -81,10 +82,6 @@ def _raw_csv(path: Path) -> tuple[bytes, Iterator[bytes]]:
             f.close()
 
     return head, records()
-
-
-def _matched(scored_ids: pa.Array, ids: pa.Array) -> int:
-    return pc.sum(pc.is_in(ids, value_set=scored_ids)).as_py() or 0
 
 
 # (ids, keep flags) of the scored file, batch by batch in its row order.
@@ -168,7 +165,7 @@ def write_tables(source: TableSource, single: bool, id_col: str | None, scored: 
 
     The scored file of an embedded source lists the source's ids in its order, so records and
     scored rows are compared batch by batch. Any other scored file (rows of it pruned before, say)
-    is matched by id as a set, holding its ids as Arrow strings."""
+    is matched by id: its ids sorted once (``curate.io.id_index``), each source batch looked up."""
 
     def each_file(keep_of: KeepOf) -> int:
         found = 0
@@ -186,25 +183,23 @@ def write_tables(source: TableSource, single: bool, id_col: str | None, scored: 
         return
     except _Misaligned:
         pass
-    ids, keep = _whole(scored)
-    keep_ids = ids.filter(pa.array(keep))
-    found = each_file(lambda b: (pc.is_in(b, value_set=keep_ids).to_numpy(zero_copy_only=False), _matched(ids, b)))
-    _check_found(source.root if not single else source.files[0], len(ids), found)
+    index = IdIndex(scored(), bool)
 
+    def keep_of(b: pa.Array) -> tuple[np.ndarray, int]:
+        found, keep = index.lookup(b)
+        return found & keep, int(found.sum())
 
-def _whole(scored: ScoredIds) -> tuple[pa.Array, np.ndarray]:
-    parts = list(scored())
-    ids = pa.concat_arrays([pa.array([], pa.string())] + [p[0] for p in parts])
-    return ids, np.concatenate([np.zeros(0, dtype=bool)] + [p[1] for p in parts])
+    found = each_file(keep_of)
+    _check_found(source.root if not single else source.files[0], len(index), found)
 
 
 def write_images(source: ImageFolderSource, scored: ScoredIds, out: Path, copy: bool) -> None:
     """A symlink (or copy) of each kept image; an image folder holds one file per row, so its ids are few."""
-    scored_ids, mask = _whole(scored)
-    keep = scored_ids.filter(pa.array(mask))
+    index = IdIndex(scored(), bool)
     rel = pa.array([p.relative_to(source.root).as_posix() for p in source.images], pa.string())
-    _check_found(source.root, len(scored_ids), _matched(scored_ids, rel))
-    for rid in sorted(keep.to_pylist()):
+    found, keep = index.lookup(rel)
+    _check_found(source.root, len(index), int(found.sum()))
+    for rid in sorted(rel.filter(pa.array(found & keep)).to_pylist()):
         src, dst = source.root / rid, out / rid
         dst.parent.mkdir(parents=True, exist_ok=True)
         if copy:
