@@ -96,6 +96,23 @@ def test_a_pool_embedded_by_the_old_default_scores_with_a_model_from_the_new_one
     assert read_table(tmp_path / "s.parquet").num_rows == len(read_table(tmp_path / "auto.parquet"))
 
 
+def test_auto_without_onnxruntime_runs_torch(tmp_path):
+    """A CPU without onnxruntime installed (the package made unimportable in a child, as when it is
+    absent): auto runs torch, records it, and names nothing about onnx on stderr."""
+    src = write_jsonl(tmp_path / "in.jsonl")
+    out = tmp_path / "t.parquet"
+    child = ("import sys; sys.modules['onnxruntime'] = None; from curate.cli import main; "
+             f"sys.argv = ['curate', 'embed', {str(src)!r}, '--text-column', 'text', '--device', 'cpu', "
+             f"'--threads', '1', '--backend-cache', {str(tmp_path / 'cache')!r}, '-o', {str(out)!r}]; main()")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    prov = read_provenance(out)
+    assert prov["embedding_model"]["backend"] == "torch" == prov["config"]["backend"]
+    assert "onnx" not in r.stderr.lower()
+    assert not (tmp_path / "cache").exists()
+
+
 def test_images_record_the_backend_their_encoder_picked(tmp_path):
     folder = write_digit_folder(tmp_path / "digits", per_class=1, classes=2)
     r = run("embed", folder, "--image-size", "32", "--device", "cpu", "--threads", "1", "-o", tmp_path / "i.parquet")
