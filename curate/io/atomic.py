@@ -14,7 +14,7 @@ Every commit first calls :func:`curate.cancel.check`: a run that received SIGTER
 never renames or uploads its output, even if the handler's exception was swallowed.
 
 Object stores (``s3://...``, see :mod:`curate.io.fs`) have no rename: an output is written to a
-local temporary file (in a :mod:`curate.io.staging` folder), uploaded under
+local temporary file (in a :mod:`curate.io.scratch` folder), uploaded under
 ``<parent>/.curate-tmp-<NAME>/`` and copied onto NAME in one server-side request, so NAME is either the old object or the whole new one. The temporary
 prefix is removed on success, on failure and by the next run's :func:`check_output`. There is
 no lock there, and a group (``-o`` with ``--dropped``) is committed one object after the other.
@@ -35,7 +35,7 @@ from typing import Iterable, Iterator
 
 from curate import cancel
 from curate.errors import InputError
-from curate.io import lock, owned, staging
+from curate.io import lock, owned, scratch
 from curate.io.fs import RemotePath, as_path
 
 _TMP = "curate-"
@@ -375,7 +375,7 @@ def _commit_remote(tmp: Path, path: RemotePath) -> None:
 
 @contextlib.contextmanager
 def _remote_atomic_path(path: RemotePath) -> Iterator[Path]:
-    stage = staging.make()  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
+    stage = scratch.make_dir("upload")  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
     try:
         tmp = stage / path.name
         yield tmp
@@ -388,7 +388,7 @@ def _remote_atomic_path(path: RemotePath) -> Iterator[Path]:
 @contextlib.contextmanager
 def _remote_group(finals: list) -> Iterator[list[Path]]:
     """:func:`atomic_group` when some outputs are objects: each is committed whole, one after the other."""
-    stage = staging.make()  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
+    stage = scratch.make_dir("upload")  # curate-upload-<pid>-*: a kill -9 leftover is removed by a later run
     tmps = []
     for i, p in enumerate(finals):
         if isinstance(p, RemotePath):

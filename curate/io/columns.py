@@ -19,7 +19,6 @@ messages only, never held).
 from __future__ import annotations
 
 import os
-import tempfile
 import weakref
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+
+from curate.io import scratch
 
 
 class LazyColumn(ABC):
@@ -81,11 +82,11 @@ class DiskColumn(LazyColumn):
     Resident memory: none between calls (the written pages are page cache, not the process's).
     """
 
-    def __init__(self, dtype=np.float64, dir: str | Path | None = None, prefix: str = "curate-column-"):
+    def __init__(self, dtype=np.float64, dir: str | Path | None = None):
         self.dtype = np.dtype(dtype)
         self.type = pa.from_numpy_dtype(self.dtype)
-        fd, path = tempfile.mkstemp(prefix=prefix, suffix=".bin", dir=dir)  # mode 0600: private
-        self.path = Path(path)
+        # mode 0600: private; named with the pid, so a later run removes it after a kill -9
+        fd, self.path = scratch.make_file("column", dir)
         self._file = os.fdopen(fd, "wb")
         self.n = 0
         self._cleanup = weakref.finalize(self, _remove, self._file, str(self.path))

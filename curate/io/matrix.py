@@ -25,7 +25,6 @@ from __future__ import annotations
 import mmap
 import os
 import shutil
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.errors import InputError
+from curate.io import scratch
 from curate.io.parquet import iter_embeddings
 
 MAP_BUDGET = 512 * 2**20  # bytes of the file mapped at once, at most (see the module docstring)
@@ -93,7 +93,7 @@ class Embeddings:
     def from_parquet(cls, path: str | Path, batch_rows: int = 65536, map_budget: int | None = None) -> "Embeddings":
         """Spill ``path``'s embedding column (validated as ``read_embeddings`` does) to a temp file."""
         budget = map_budget if map_budget is not None else globals()["map_budget"]()  # a bad value: before any work
-        tmp = Path(tempfile.mkdtemp(prefix="curate-embeddings-"))
+        tmp = scratch.make_dir("embeddings")  # a kill -9 leftover is removed by a later run
         file = tmp / "embeddings.f32"
         n = d = 0
         try:
