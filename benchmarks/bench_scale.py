@@ -15,13 +15,17 @@ of anonymous and file-backed resident memory (RssAnon, RssFile, sampled every 50
 process). The last column is the step's peak divided by its peak at the smallest size.
 
 `--access` instead measures the choice behind `curate.io.matrix`: gathering shuffled training
-batches (K x b random rows) from the spilled float32 matrix (memory map) versus from the Parquet
-file (the row groups holding the rows, decoded), interleaved A B A B, medians and their ratio.
+batches (K x b random rows) from the spilled float32 matrix as curate does on a file over its map
+budget (a pread per row), through a memory map sliced to the budget (curate's earlier gather),
+through a memory map of the whole file, and from the Parquet file (the row groups holding the
+rows, decoded); interleaved A B C D, medians and their ratios. Sparsity (rows per 2 MiB of file)
+decides the map's cost: at 10M rows a 16,384-row gather touches about 2 rows per 2 MiB, as
+`--access-rows 1000000` with the default 10 x 128 does.
 
     python benchmarks/bench_scale.py                                   # 1M, 3M, 10M (hours)
     python benchmarks/bench_scale.py --sizes 1000000                   # 1M only (~15 min quiet)
     python benchmarks/bench_scale.py --sizes 20000 --dim 32 --holdout 2000   # smoke (~1 min)
-    python benchmarks/bench_scale.py --access --access-rows 200000     # mmap vs Parquet gathers
+    python benchmarks/bench_scale.py --access --access-rows 1000000    # pread vs maps vs Parquet gathers
     python benchmarks/bench_scale.py --prune-alone --dim 16            # prune only, scored files of random scores
 
 Disk: each size needs about 4 x n x dim x 4 bytes at once (pool, scored copy, the score step's
@@ -172,8 +176,36 @@ def table(results: dict[int, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _sliced_map_take(E, idx, budget: int = 512 * 2**20, folio: int = 2 * 2**20):
+    """The gather curate used before: a memory map read in file order, in slices of budget / folio
+    folios, its pages dropped (MADV_DONTNEED) after each slice. Kept here as the comparison."""
+    import mmap
+
+    import numpy as np
+
+    with open(E.path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    view = np.frombuffer(m, dtype=np.float32).reshape(E.n, E.d)
+    flat = idx.reshape(-1)
+    out = np.empty((flat.size, E.d), np.float32)
+    order = np.argsort(flat, kind="stable")
+    rows = flat[order]
+    f_of = rows * (E.d * 4) // folio
+    touched = np.cumsum(np.r_[True, f_of[1:] != f_of[:-1]])
+    cap = max(1, budget // folio)
+    cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]), cap), side="right")
+    for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
+        out[order[s:e]] = np.take(view, rows[s:e], axis=0)
+        m.madvise(mmap.MADV_DONTNEED)
+    del view
+    m.close()
+    return out
+
+
 def access(a) -> str:
-    """Gathers of K x b random rows: memory map of the spilled matrix vs Parquet row groups."""
+    """Gathers of K x b random rows from the spilled matrix: curate's (pread per row), a memory
+    map sliced to a budget (curate's earlier gather), a memory map of the whole file (np.memmap,
+    what one would write first), and Parquet row groups decoded (no spilled matrix)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -187,14 +219,21 @@ def access(a) -> str:
     pf = pq.ParquetFile(pool)
     starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
     rng = np.random.default_rng(0)
-    times: dict[str, list[float]] = {"mmap": [], "parquet": []}
-    with Embeddings.from_parquet(pool) as E:
+    names = ["pread", "sliced map", "whole map", "parquet"]
+    times: dict[str, list[float]] = {k: [] for k in names}
+    # The budget at its smallest, so every file here is read as one too large for it is.
+    with Embeddings.from_parquet(pool, map_budget=2 * 2**20) as E:
+        whole = np.memmap(E.path, dtype=np.float32, mode="r", shape=(E.n, E.d))
         for rep in range(a.access_repeats):
-            idx = rng.integers(0, E.n, (a.K, 128))
-            for name in ("mmap", "parquet"):  # interleaved: A B A B
+            idx = rng.integers(0, E.n, (a.K, a.access_batch))
+            for name in names:  # interleaved: A B C D A B C D
                 t = time.perf_counter()
-                if name == "mmap":
+                if name == "pread":
                     got = E.take(idx)
+                elif name == "sliced map":
+                    other = _sliced_map_take(E, idx)
+                elif name == "whole map":
+                    other = np.asarray(whole[idx.reshape(-1)])
                 else:
                     groups = np.unique(np.searchsorted(starts, idx.reshape(-1), side="right") - 1)
                     part = pf.read_row_groups(groups.tolist(), columns=["embedding"])
@@ -203,15 +242,21 @@ def access(a) -> str:
                     where = {g: offset[i] - starts[g] for i, g in enumerate(groups)}
                     flat = idx.reshape(-1)
                     gi = np.searchsorted(starts, flat, side="right") - 1
-                    got2 = mat[flat + np.array([where[g] for g in gi])]
+                    other = mat[flat + np.array([where[g] for g in gi])]
                 times[name].append(time.perf_counter() - t)
-            np.testing.assert_array_equal(got.reshape(-1, a.dim), got2)
+                if name != "pread":
+                    np.testing.assert_array_equal(got.reshape(-1, a.dim), other)
+        del whole
     shutil.rmtree(work, ignore_errors=True)
-    mm, pq_ = statistics.median(times["mmap"]), statistics.median(times["parquet"])
-    return (f"random gathers of {a.K} x 128 rows from {a.access_rows:,} x {a.dim} ({a.access_repeats} repeats, interleaved)\n"
-            f"  memory map of the spilled matrix: median {mm * 1e3:9.2f} ms\n"
-            f"  Parquet row groups, decoded:      median {pq_ * 1e3:9.2f} ms\n"
-            f"  ratio parquet / mmap: {pq_ / mm:.1f}x")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = a.K * a.access_batch
+    lines = [f"random gathers of {a.K} x {a.access_batch} rows from {a.access_rows:,} x {a.dim} "
+             f"({a.access_repeats} repeats, interleaved; {rows * 2 * 2**20 / (a.access_rows * a.dim * 4):.1f} rows "
+             "per 2 MiB of file on average)"]
+    for k in names:
+        lines.append(f"  {k:<11} median {med[k] * 1e3:9.2f} ms  {med[k] / rows * 1e6:7.2f} us/row  "
+                     f"x pread {med[k] / med['pread']:6.2f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -229,6 +274,7 @@ def main() -> None:
     p.add_argument("--access", action="store_true")
     p.add_argument("--access-rows", type=int, default=200000)
     p.add_argument("--access-repeats", type=int, default=10)
+    p.add_argument("--access-batch", type=int, default=128, help="rows per head in one gather (K x this)")
     a = p.parse_args()
     stamp = f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs"
     if a.access:
