@@ -16,8 +16,8 @@ process). The last column is the step's peak divided by its peak at the smallest
 
 `--access` instead measures the choice behind `curate.io.matrix`: gathering shuffled training
 batches (K x b random rows) from the spilled float32 matrix as curate does on a file over its map
-budget (a pread per row), through a memory map sliced to the budget (curate's earlier gather),
-through a memory map of the whole file, and from the Parquet file (the row groups holding the
+budget (a memory map read in slices of the budget), with a pread per row, through a memory map
+of the whole file (its pages stay resident), and from the Parquet file (the row groups holding the
 rows, decoded); interleaved A B C D, medians and their ratios. Sparsity (rows per 2 MiB of file)
 decides the map's cost: at 10M rows a 16,384-row gather touches about 2 rows per 2 MiB, as
 `--access-rows 1000000` with the default 10 x 128 does.
@@ -25,7 +25,7 @@ decides the map's cost: at 10M rows a 16,384-row gather touches about 2 rows per
     python benchmarks/bench_scale.py                                   # 1M, 3M, 10M (hours)
     python benchmarks/bench_scale.py --sizes 1000000                   # 1M only (~15 min quiet)
     python benchmarks/bench_scale.py --sizes 20000 --dim 32 --holdout 2000   # smoke (~1 min)
-    python benchmarks/bench_scale.py --access --access-rows 1000000    # pread vs maps vs Parquet gathers
+    python benchmarks/bench_scale.py --access --access-rows 1000000    # curate's gather vs pread, a whole map, Parquet
     python benchmarks/bench_scale.py --prune-alone --dim 16            # prune only, scored files of random scores
 
 Disk: each size needs about 4 x n x dim x 4 bytes at once (pool, scored copy, the score step's
@@ -176,36 +176,29 @@ def table(results: dict[int, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _sliced_map_take(E, idx, budget: int = 512 * 2**20, folio: int = 2 * 2**20):
-    """The gather curate used before: a memory map read in file order, in slices of budget / folio
-    folios, its pages dropped (MADV_DONTNEED) after each slice. Kept here as the comparison."""
-    import mmap
-
+def _pread_take(E, idx):
+    """The alternative to curate's gather: one pread per row, in file order, into the result."""
     import numpy as np
 
-    with open(E.path, "rb") as f:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    view = np.frombuffer(m, dtype=np.float32).reshape(E.n, E.d)
     flat = idx.reshape(-1)
     out = np.empty((flat.size, E.d), np.float32)
+    size = E.d * 4
+    buf = memoryview(out).cast("B")
     order = np.argsort(flat, kind="stable")
-    rows = flat[order]
-    f_of = rows * (E.d * 4) // folio
-    touched = np.cumsum(np.r_[True, f_of[1:] != f_of[:-1]])
-    cap = max(1, budget // folio)
-    cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]), cap), side="right")
-    for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
-        out[order[s:e]] = np.take(view, rows[s:e], axis=0)
-        m.madvise(mmap.MADV_DONTNEED)
-    del view
-    m.close()
+    fd = os.open(E.path, os.O_RDONLY)
+    try:
+        for j, offset in zip(order.tolist(), (flat[order] * size).tolist()):
+            os.preadv(fd, [buf[j * size:(j + 1) * size]], offset)
+    finally:
+        os.close(fd)
     return out
 
 
 def access(a) -> str:
-    """Gathers of K x b random rows from the spilled matrix: curate's (pread per row), a memory
-    map sliced to a budget (curate's earlier gather), a memory map of the whole file (np.memmap,
-    what one would write first), and Parquet row groups decoded (no spilled matrix)."""
+    """Gathers of K x b random rows from the spilled matrix: curate's (a memory map read in slices
+    of the budget, pages dropped after each), a pread per row, a memory map of the whole file
+    (np.memmap, what one would write first; its pages stay resident), and Parquet row groups
+    decoded (no spilled matrix)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -219,7 +212,7 @@ def access(a) -> str:
     pf = pq.ParquetFile(pool)
     starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
     rng = np.random.default_rng(0)
-    names = ["pread", "sliced map", "whole map", "parquet"]
+    names = ["curate", "pread", "whole map", "parquet"]
     times: dict[str, list[float]] = {k: [] for k in names}
     # The budget at its smallest, so every file here is read as one too large for it is.
     with Embeddings.from_parquet(pool, map_budget=2 * 2**20) as E:
@@ -228,10 +221,10 @@ def access(a) -> str:
             idx = rng.integers(0, E.n, (a.K, a.access_batch))
             for name in names:  # interleaved: A B C D A B C D
                 t = time.perf_counter()
-                if name == "pread":
+                if name == "curate":
                     got = E.take(idx)
-                elif name == "sliced map":
-                    other = _sliced_map_take(E, idx)
+                elif name == "pread":
+                    other = _pread_take(E, idx)
                 elif name == "whole map":
                     other = np.asarray(whole[idx.reshape(-1)])
                 else:
@@ -244,7 +237,7 @@ def access(a) -> str:
                     gi = np.searchsorted(starts, flat, side="right") - 1
                     other = mat[flat + np.array([where[g] for g in gi])]
                 times[name].append(time.perf_counter() - t)
-                if name != "pread":
+                if name != "curate":
                     np.testing.assert_array_equal(got.reshape(-1, a.dim), other)
         del whole
     shutil.rmtree(work, ignore_errors=True)
@@ -255,7 +248,7 @@ def access(a) -> str:
              "per 2 MiB of file on average)"]
     for k in names:
         lines.append(f"  {k:<11} median {med[k] * 1e3:9.2f} ms  {med[k] / rows * 1e6:7.2f} us/row  "
-                     f"x pread {med[k] / med['pread']:6.2f}")
+                     f"x curate {med[k] / med['curate']:6.2f}")
     return "\n".join(lines)
 
 

@@ -6,15 +6,14 @@ float32 file in a private temporary directory (``$TMPDIR``), then reads rows fro
 - in order, by row range (:class:`MatrixRows`, a picklable description an engine can ship:
   the reader gets exactly its rows with one ``pread``, into ordinary memory);
 - at random, by index array (:meth:`Embeddings.take`), for training batches in a shuffled order.
-  A file of at most ``map_budget`` bytes is memory-mapped whole (its pages file-backed,
-  ``RssFile``, counted in the peak resident set) and indexed. A larger one is read with one
-  ``pread`` per row, in file order, into the result: nothing of the file is resident in the
-  process. A memory map served these before, sliced to the budget and dropped after each slice,
-  but the kernel maps a whole page-cache folio (up to 2 MiB) around each row it faults in: on a
-  15 GB file a gather touches about one row per folio, so mapping and unmapping folios cost more
-  than the training step (perf: page-table work ~17 % of the samples, the step 2x slower per row
-  than at 1M rows); a pread costs the same per row at any density. The budget is 512 MiB
-  unless ``CURATE_MAP_BUDGET`` (bytes, at least 2 MiB) says otherwise.
+  A memory map serves these. Its pages are file-backed (``RssFile``, counted in the peak
+  resident set), and the kernel maps a whole page-cache folio (up to 2 MiB) around each row it
+  faults in, so a random gather of r rows maps up to r x 2 MiB. A gather is therefore done in
+  slices of ``map_budget / 2 MiB`` rows, the mapping told to drop its pages after each
+  (``MADV_DONTNEED``: the page cache keeps them, the resident set does not; re-mapping a cached
+  page is cheap). Resident file pages stay under ``map_budget`` whatever n is; a file under the
+  budget simply stays mapped. The budget is 512 MiB unless ``CURATE_MAP_BUDGET`` (bytes, at
+  least 2 MiB) says otherwise.
 
 Why a raw matrix rather than Parquet row groups: a shuffled batch touches rows all over the
 file, and a Parquet row group must be decompressed whole to read one row of it
@@ -89,7 +88,6 @@ class Embeddings:
         self.map_budget = map_budget if map_budget is not None else globals()["map_budget"]()
         self._map: mmap.mmap | None = None
         self._view: np.ndarray | None = None
-        self._fd: int | None = None
 
     @classmethod
     def from_parquet(cls, path: str | Path, batch_rows: int = 65536, map_budget: int | None = None) -> "Embeddings":
@@ -119,31 +117,27 @@ class Embeddings:
 
     def take(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` (any integer array shape S) as a new float32 array of shape S + (d,)."""
-        if self.n * self.d * 4 <= self.map_budget:
-            if self._view is None:
-                with open(self.path, "rb") as f:
-                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.n and self.d else None
-                self._view = (np.frombuffer(self._map, dtype=np.float32).reshape(self.n, self.d)
-                              if self._map is not None else np.zeros((self.n, self.d), np.float32))
+        if self._view is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.n and self.d else None
+            self._view = (np.frombuffer(self._map, dtype=np.float32).reshape(self.n, self.d) if self._map is not None
+                          else np.zeros((self.n, self.d), np.float32))
+        if self._map is None or self.n * self.d * 4 <= self.map_budget:
             return self._view[idx]
-        flat = np.asarray(idx, dtype=np.int64).reshape(-1)
-        flat = np.where(flat < 0, flat + self.n, flat)  # numpy's meaning of a negative index
-        if flat.size and (flat.min() < 0 or flat.max() >= self.n):
-            raise IndexError(f"row index out of range for {self.n} rows")
+        flat = np.asarray(idx).reshape(-1)
         out = np.empty((flat.size, self.d), dtype=np.float32)
-        if out.size == 0:
-            return out.reshape(*np.shape(idx), self.d)
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._close_fd = weakref.finalize(self, os.close, self._fd)  # else a dropped matrix keeps its disk
-        # One pread a row, in file order, straight into the result: no mapping to set up and tear
-        # down (a faulting row maps a whole folio; a sparse gather paid that for each row).
-        size = self.d * 4
-        buf = memoryview(out).cast("B")
+        # In file order: rows that share a folio are read while it is mapped (a large gather touches each
+        # folio once, not once per row), and the mapping is dropped each time map_budget / FOLIO folios
+        # have been touched.
         order = np.argsort(flat, kind="stable")
-        for j, offset in zip(order.tolist(), (flat[order] * size).tolist()):
-            if os.preadv(self._fd, [buf[j * size:(j + 1) * size]], offset) != size:
-                raise OSError(f"{self.path}: short read at byte {offset}")
+        rows = flat[order]
+        folio = rows * (self.d * 4) // FOLIO
+        touched = np.cumsum(np.r_[True, folio[1:] != folio[:-1]]) if rows.size else rows
+        cap = max(1, self.map_budget // FOLIO)
+        cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]) if rows.size else 0, cap), side="right")
+        for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
+            out[order[s:e]] = np.take(self._view, rows[s:e], axis=0)
+            self._map.madvise(mmap.MADV_DONTNEED)
         return out.reshape(*np.shape(idx), self.d)
 
     def read_all(self) -> np.ndarray:
@@ -152,9 +146,6 @@ class Embeddings:
 
     def close(self) -> None:
         self._view = None
-        if self._fd is not None:
-            self._close_fd()
-            self._fd = None
         if self._map is not None:
             try:
                 self._map.close()
