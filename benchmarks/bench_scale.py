@@ -16,7 +16,8 @@ process). The last column is the step's peak divided by its peak at the smallest
 
 `--access` instead measures the choice behind `curate.io.matrix`: gathering shuffled training
 batches (K x b random rows) from the spilled float32 matrix as curate does on a file over its map
-budget (a memory map read in slices of the budget), with a pread per row, through a memory map
+budget (a memory map read in slices of the budget), as it did before (each slice's pages dropped
+by advising the whole mapping), with a pread per row, through a memory map
 of the whole file (its pages stay resident), and from the Parquet file (the row groups holding the
 rows, decoded); interleaved A B C D, medians and their ratios. Sparsity (rows per 2 MiB of file)
 decides the map's cost: at 10M rows a 16,384-row gather touches about 2 rows per 2 MiB, as
@@ -194,6 +195,30 @@ def _pread_take(E, idx):
     return out
 
 
+def _before_take(E, idx, budget: int = 512 * 2**20, folio: int = 2 * 2**20):
+    """curate's sliced map as it was before 2026-11-23: each slice's pages dropped by advising the
+    whole mapping (the kernel then walks the whole file's page tables, once per slice)."""
+    import mmap
+
+    import numpy as np
+
+    if E._view is None:
+        E.take(idx[:1, :1])  # maps the file as curate does
+    view, m = E._view, E._map
+    flat = idx.reshape(-1)
+    out = np.empty((flat.size, E.d), np.float32)
+    order = np.argsort(flat, kind="stable")
+    rows = flat[order]
+    f_of = rows * (E.d * 4) // folio
+    touched = np.cumsum(np.r_[True, f_of[1:] != f_of[:-1]])
+    cap = max(1, budget // folio)
+    cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]), cap), side="right")
+    for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
+        out[order[s:e]] = np.take(view, rows[s:e], axis=0)
+        m.madvise(mmap.MADV_DONTNEED)
+    return out
+
+
 def access(a) -> str:
     """Gathers of K x b random rows from the spilled matrix: curate's (a memory map read in slices
     of the budget, pages dropped after each), a pread per row, a memory map of the whole file
@@ -212,19 +237,21 @@ def access(a) -> str:
     pf = pq.ParquetFile(pool)
     starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
     rng = np.random.default_rng(0)
-    names = ["curate", "pread", "whole map", "parquet"]
+    names = ["curate", "before", "pread", "whole map", "parquet"]
     times: dict[str, list[float]] = {k: [] for k in names}
     # The budget at its smallest, so every file here is read as one too large for it is.
     with Embeddings.from_parquet(pool, map_budget=2 * 2**20) as E:
         whole = np.memmap(E.path, dtype=np.float32, mode="r", shape=(E.n, E.d))
         for rep in range(a.access_repeats):
             idx = rng.integers(0, E.n, (a.K, a.access_batch))
-            for name in names:  # interleaved: A B C D A B C D
+            for name in [k for k in names if not (k == "parquet" and a.access_skip_parquet)]:  # interleaved
                 t = time.perf_counter()
                 if name == "curate":
                     got = E.take(idx)
                 elif name == "pread":
                     other = _pread_take(E, idx)
+                elif name == "before":
+                    other = _before_take(E, idx)
                 elif name == "whole map":
                     other = np.asarray(whole[idx.reshape(-1)])
                 else:
@@ -241,12 +268,12 @@ def access(a) -> str:
                     np.testing.assert_array_equal(got.reshape(-1, a.dim), other)
         del whole
     shutil.rmtree(work, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items() if v}
     rows = a.K * a.access_batch
     lines = [f"random gathers of {a.K} x {a.access_batch} rows from {a.access_rows:,} x {a.dim} "
              f"({a.access_repeats} repeats, interleaved; {rows * 2 * 2**20 / (a.access_rows * a.dim * 4):.1f} rows "
              "per 2 MiB of file on average)"]
-    for k in names:
+    for k in [k for k in names if times[k]]:
         lines.append(f"  {k:<11} median {med[k] * 1e3:9.2f} ms  {med[k] / rows * 1e6:7.2f} us/row  "
                      f"x curate {med[k] / med['curate']:6.2f}")
     return "\n".join(lines)
@@ -268,6 +295,7 @@ def main() -> None:
     p.add_argument("--access-rows", type=int, default=200000)
     p.add_argument("--access-repeats", type=int, default=10)
     p.add_argument("--access-batch", type=int, default=128, help="rows per head in one gather (K x this)")
+    p.add_argument("--access-skip-parquet", action="store_true", help="leave out the (slow) Parquet variant")
     a = p.parse_args()
     stamp = f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs"
     if a.access:

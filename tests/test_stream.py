@@ -43,6 +43,9 @@ def test_rows_and_take_read_the_matrix(tmp_path):
             got = E.take(idx)
             assert got.flags.writeable and got.shape == (3, 50, 7)
             np.testing.assert_array_equal(got, X[idx])
+        odd = np.array([999, 0, 0, -1, -1000, 5, 5])  # repeats and numpy's negative indices, unsorted
+        np.testing.assert_array_equal(E.take(odd), X[odd])
+        assert E.take(np.zeros((0,), np.int64)).shape == (0, 7)
         np.testing.assert_array_equal(E.read_all(), X)
         scratch = E.scratch
         assert scratch.is_dir()
