@@ -297,6 +297,9 @@ def main() -> None:
     p.add_argument("--access-batch", type=int, default=128, help="rows per head in one gather (K x this)")
     p.add_argument("--access-skip-parquet", action="store_true", help="leave out the (slow) Parquet variant")
     a = p.parse_args()
+    for name in ("access_rows", "access_repeats", "access_batch", "K", "dim", "holdout", "threads"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} {getattr(a, name)}: expected a whole number >= 1")
     stamp = f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs"
     if a.access:
         text = access(a)

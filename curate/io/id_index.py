@@ -41,10 +41,8 @@ class IdIndex:
         of each found id (the last of equal ids), meaningless where not found. A null id is not found."""
         query = pl.Series("id", block)
         pos = self.keys.search_sorted(query, side="right").to_numpy().astype(np.int64) - 1
-        found = pos >= 0
+        found = pos >= 0  # an empty index: every position is -1
         if len(self.keys):
             found &= (self.keys.gather(np.maximum(pos, 0)) == query).fill_null(False).to_numpy()
-        else:
-            found[:] = False
         values = self.values[np.maximum(pos, 0)] if len(self.values) else np.zeros(len(pos), dtype=self.values.dtype)
         return found, values

@@ -135,9 +135,9 @@ class Embeddings:
         order = np.argsort(flat, kind="stable")
         rows = flat[order]
         folio = rows * (self.d * 4) // FOLIO
-        touched = np.cumsum(np.r_[True, folio[1:] != folio[:-1]]) if rows.size else rows
+        touched = np.cumsum(np.r_[True, folio[1:] != folio[:-1]])
         cap = max(1, self.map_budget // FOLIO)
-        cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]) if rows.size else 0, cap), side="right")
+        cuts = np.searchsorted(touched, np.arange(cap, int(touched[-1]), cap), side="right")
         for s, e in zip(np.r_[0, cuts], np.r_[cuts, rows.size]):
             out[order[s:e]] = np.take(self._view, rows[s:e], axis=0)
             # Only the slice's own folios: advising the whole mapping made the kernel walk all of a
