@@ -16,6 +16,7 @@ import torch
 from curate.errors import InputError
 from curate.il import ILConfig, ILModel, train_cross_fit, train_il
 from curate.io.labels import class_order
+from curate.io import matrix
 from curate.io.matrix import Embeddings
 from curate.io.parquet import read_embeddings, read_provenance, read_table
 from curate.models import train as train_mod
@@ -50,6 +51,45 @@ def test_rows_and_take_read_the_matrix(tmp_path):
         scratch = E.scratch
         assert scratch.is_dir()
     assert not scratch.exists()
+
+
+@pytest.mark.parametrize("dense_rows", [0, 10**9], ids=["map", "pread"])
+def test_both_ways_of_gathering_read_the_same_rows(tmp_path, monkeypatch, dense_rows):
+    """A file over the budget is gathered through the map (dense gathers) or a pread per row
+    (sparse ones, rows per 2 MiB under DENSE_ROWS): the same rows, shapes and errors either way."""
+    monkeypatch.setattr(matrix, "DENSE_ROWS", dense_rows)
+    X, y = clusters(1000, d=7, classes=3, seed=3)
+    pool = write_pool(tmp_path / "p.parquet", X, y)
+    idx = np.random.default_rng(1).integers(0, 1000, (10, 40))
+    with Embeddings.from_parquet(pool, batch_rows=64, map_budget=4096) as E:
+        for _ in range(3):
+            np.testing.assert_array_equal(E.take(idx), X[idx])
+        odd = np.array([999, 0, 0, -1, -1000, 5, 5])
+        np.testing.assert_array_equal(E.take(odd), X[odd])
+        assert E.take(np.zeros((0,), np.int64)).shape == (0, 7)
+        for bad in (1000, -1001):
+            with pytest.raises(IndexError):
+                E.take(np.array([3, bad]))
+        assert (E._fd is not None) == (dense_rows > 0)
+
+
+def test_a_sparse_gather_reads_row_by_row_and_a_dropped_matrix_releases_its_file(tmp_path):
+    """One row from a 16 MiB file is a sparse gather (pread, at the default threshold). Dropped
+    without close (an exception's unwinding, say), the matrix closes that file descriptor, or
+    the deleted file would hold its disk space until the process ends."""
+    import gc
+    import os
+
+    X, y = clusters(32768, d=128, classes=3, seed=1)
+    E = Embeddings.from_parquet(write_pool(tmp_path / "p.parquet", X, y), map_budget=2 * 2**20)
+    np.testing.assert_array_equal(E.take(np.array([[7], [32767]])), X[[[7], [32767]]])
+    fd, scratch = E._fd, E.scratch
+    assert fd is not None
+    del E
+    gc.collect()
+    assert not scratch.exists()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_spill_refuses_a_bad_row_as_read_embeddings_does(tmp_path):

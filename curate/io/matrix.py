@@ -6,14 +6,18 @@ float32 file in a private temporary directory (``$TMPDIR``), then reads rows fro
 - in order, by row range (:class:`MatrixRows`, a picklable description an engine can ship:
   the reader gets exactly its rows with one ``pread``, into ordinary memory);
 - at random, by index array (:meth:`Embeddings.take`), for training batches in a shuffled order.
-  A memory map serves these. Its pages are file-backed (``RssFile``, counted in the peak
-  resident set), and the kernel maps a whole page-cache folio (up to 2 MiB) around each row it
-  faults in, so a random gather of r rows maps up to r x 2 MiB. A gather is therefore done in
-  slices of ``map_budget / 2 MiB`` rows, the mapping told to drop the slice's pages after each
-  (``MADV_DONTNEED`` over the slice's byte range: the page cache keeps them, the resident set
-  does not; re-mapping a cached page is cheap). Resident file pages stay under ``map_budget`` whatever n is; a file under the
-  budget simply stays mapped. The budget is 512 MiB unless ``CURATE_MAP_BUDGET`` (bytes, at
-  least 2 MiB) says otherwise.
+  A file of at most ``map_budget`` bytes is memory-mapped whole and indexed. A larger one is
+  read in file order, in one of two ways chosen by the gather's density (rows per 2 MiB of file):
+  - dense (at least ``DENSE_ROWS`` rows per 2 MiB on average): through a memory map, in slices
+    of ``map_budget / 2 MiB`` folios, the slice's pages dropped after each (``MADV_DONTNEED`` over
+    its byte range: the page cache keeps them, the resident set does not). The kernel maps a
+    whole page-cache folio (up to 2 MiB) around each row it faults in, which many rows then share.
+  - sparse: one ``pread`` per row into the result; nothing of the file is mapped. At about one row
+    per folio, mapping and unmapping a folio per row costs more than the read, and pages that were
+    only mapped and unmapped look unused to the kernel's page reclaim, so under page-cache pressure
+    (a 15 GB matrix beside a 15 GB pool) they are evicted first and faulted back from disk.
+  Resident file pages stay under ``map_budget`` whatever n is. The budget is 512 MiB unless
+  ``CURATE_MAP_BUDGET`` (bytes, at least 2 MiB) says otherwise.
 
 Why a raw matrix rather than Parquet row groups: a shuffled batch touches rows all over the
 file, and a Parquet row group must be decompressed whole to read one row of it
@@ -37,6 +41,11 @@ from curate.io.parquet import iter_embeddings
 
 MAP_BUDGET = 512 * 2**20  # bytes of the file mapped at once, at most (see the module docstring)
 FOLIO = 2 * 2**20  # the most one faulting row can map
+# Rows per FOLIO of file, on average, from which a gather goes through the map rather than row by
+# row. Training steps at 10M x 384 (16,384-row gathers, 2.2 rows per 2 MiB): pread 9.3 ms a step,
+# the map 9.0 with the file freshly cached and 15.3 after other files had passed through the page
+# cache; at 1M (22 rows per 2 MiB) the map 7.3, pread 8.8.
+DENSE_ROWS = 8
 
 
 def map_budget() -> int:
@@ -88,6 +97,7 @@ class Embeddings:
         self.map_budget = map_budget if map_budget is not None else globals()["map_budget"]()
         self._map: mmap.mmap | None = None
         self._view: np.ndarray | None = None
+        self._fd: int | None = None
 
     @classmethod
     def from_parquet(cls, path: str | Path, batch_rows: int = 65536, map_budget: int | None = None) -> "Embeddings":
@@ -129,11 +139,15 @@ class Embeddings:
         out = np.empty((flat.size, self.d), dtype=np.float32)
         if flat.size == 0:
             return out.reshape(*np.shape(idx), self.d)
+        order = np.argsort(flat, kind="stable")
+        rows = flat[order]
+        if rows[0] < 0 or rows[-1] >= self.n:
+            raise IndexError(f"row index {rows[0] - self.n if rows[0] < 0 else rows[-1]} is out of range for {self.n} rows")
+        if flat.size * FOLIO < DENSE_ROWS * len(self._map):
+            return self._pread(rows, order, out).reshape(*np.shape(idx), self.d)
         # In file order: rows that share a folio are read while it is mapped (a large gather touches each
         # folio once, not once per row), and the mapping is dropped each time map_budget / FOLIO folios
         # have been touched.
-        order = np.argsort(flat, kind="stable")
-        rows = flat[order]
         folio = rows * (self.d * 4) // FOLIO
         touched = np.cumsum(np.r_[True, folio[1:] != folio[:-1]])
         cap = max(1, self.map_budget // FOLIO)
@@ -147,12 +161,27 @@ class Embeddings:
             self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
         return out.reshape(*np.shape(idx), self.d)
 
+    def _pread(self, rows: np.ndarray, order: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[order[i]] = row rows[i]`` for each i, one pread per row (``rows`` ascending)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._close_fd = weakref.finalize(self, os.close, self._fd)  # else a dropped matrix keeps its disk
+        size = self.d * 4
+        buf = memoryview(out).cast("B")
+        for j, offset in zip(order.tolist(), (rows * size).tolist()):
+            if os.preadv(self._fd, [buf[j * size:(j + 1) * size]], offset) != size:
+                raise OSError(f"{self.path}: short read at byte {offset}")
+        return out
+
     def read_all(self) -> np.ndarray:
         """The whole matrix in memory (n x d x 4 bytes): only for methods that need all of it."""
         return self.rows(0, self.n).read() if self.n else np.zeros((0, self.d), np.float32)
 
     def close(self) -> None:
         self._view = None
+        if self._fd is not None:
+            self._close_fd()
+            self._fd = None
         if self._map is not None:
             try:
                 self._map.close()
