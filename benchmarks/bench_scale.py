@@ -130,6 +130,7 @@ def measure(args: list[str], work: Path) -> dict:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", CHILD, str(out), *map(str, args)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    print(f"  {args[0]} {work.name}: {wall:.1f} s", file=sys.stderr, flush=True)  # progress of a long run
     mem = json.loads(out.read_text()) if out.exists() else {}
     out.unlink(missing_ok=True)
     if r.returncode != 0 or mem.get("code"):
@@ -158,7 +159,8 @@ def run_size(n: int, a, work: Path) -> dict[str, dict]:
     pool.unlink()
     steps["prune"] = measure(["prune", scored, *PRUNE, "-o", pruned], work)
     pruned.unlink()
-    steps["report"] = measure(["report", scored, "-o", report], work)
+    if not a.skip_report:
+        steps["report"] = measure(["report", scored, "-o", report], work)
     return steps
 
 
@@ -289,6 +291,7 @@ def main() -> None:
     p.add_argument("--workdir", default=str(HERE / "out" / "scale"))
     p.add_argument("--keep", action="store_true", help="keep each size's files")
     p.add_argument("--results", default=str(HERE / "results" / "bench_scale.txt"))
+    p.add_argument("--skip-report", action="store_true", help="embed, il, score and prune only")
     p.add_argument("--prune-alone", action="store_true",
                    help="only prune, on a synthetic scored file of each size (random scores); e.g. --dim 16")
     p.add_argument("--access", action="store_true")
